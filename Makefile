@@ -1,0 +1,46 @@
+# Everything runs from the project's own virtualenv; `make run` and `make test`
+# set it up on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(shell find protos -name '*.proto')
+GEN_STAMP := gen/.generated
+
+.PHONY: all setup protos run test lint bench clean
+
+all: test
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	# The repo and the generated code are importable from the venv, like an editable install.
+	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kanban-dev.pth
+	touch $@
+
+setup: $(STAMP) $(GEN_STAMP)
+
+protos: $(GEN_STAMP)
+
+$(GEN_STAMP): $(STAMP) $(PROTOS)
+	rm -rf gen && mkdir -p gen
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen --grpc_python_out=gen $(PROTOS)
+	find gen -type d -exec touch {}/__init__.py \;
+	touch $@
+
+run: setup
+	$(BIN)/python -m services.devstack
+
+test: setup
+	$(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/buf lint
+
+clean:
+	rm -rf gen var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,8 @@
+"""The alerts service (placeholder: health, reflection and metrics only)."""
+
+from pathlib import Path
+
+from services.alerts.servicer import mount
+from services.core.server import ServiceSpec
+
+SPEC = ServiceSpec(name="alerts", directory=Path(__file__).parent, mount=mount)

@@ -1,0 +1,45 @@
+"""Settings of one service process, read from the environment."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.core.db import database_url, start_embedded_postgres
+
+EMBEDDED_DATA_DIR = Path(__file__).resolve().parents[2] / "var" / "pgdata"
+
+# Which services each service sends events to (its outbox destinations).
+PEERS = ("orders", "stations", "stock", "alerts")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    grpc_port: int = 0
+    # None: no /metrics endpoint (tests read the registry directly).
+    metrics_port: int | None = None
+    # Event destination name -> address, e.g. {"stock": "localhost:50052"}.
+    peers: dict[str, str] = field(default_factory=dict)
+    heartbeat_seconds: float = 5.0
+    relay_poll_seconds: float = 1.0
+    gauge_refresh_seconds: float = 2.0
+    shutdown_grace_seconds: float = 10.0
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, service: str) -> "Settings":
+        env = os.environ
+        metrics_port = env.get("KANBAN_METRICS_PORT")
+        return cls(
+            database_url=database_url(service) or start_embedded_postgres(EMBEDDED_DATA_DIR),
+            grpc_port=int(env.get("KANBAN_GRPC_PORT", "0")),
+            metrics_port=int(metrics_port) if metrics_port else None,
+            peers={
+                name: env[f"KANBAN_{name.upper()}_ADDR"]
+                for name in PEERS
+                if env.get(f"KANBAN_{name.upper()}_ADDR")
+            },
+            heartbeat_seconds=float(env.get("KANBAN_HEARTBEAT_SECONDS", "5")),
+            shutdown_grace_seconds=float(env.get("KANBAN_SHUTDOWN_GRACE_SECONDS", "10")),
+            log_level=env.get("KANBAN_LOG_LEVEL", "INFO"),
+        )

@@ -1,0 +1,63 @@
+"""PostgreSQL access: one asyncpg pool per service, pinned to its schema."""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import asyncpg
+
+Connection = asyncpg.Connection
+
+
+def database_url(service: str) -> str | None:
+    """`<SERVICE>_DATABASE_URL` if set, else `DATABASE_URL`, else None (embedded)."""
+    return os.environ.get(f"{service.upper()}_DATABASE_URL") or os.environ.get("DATABASE_URL")
+
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Starts (or reuses) the `pgserver` PostgreSQL with its data in data_dir.
+
+    The server outlives this process so that several service processes share
+    it; it listens on a Unix socket inside data_dir only.
+    """
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    return str(server.get_uri())
+
+
+class Database:
+    """A pool whose every connection works in `schema`. Create it inside the loop."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def connect(cls, url: str, schema: str, *, max_size: int = 10) -> "Database":
+        await ensure_schema(url, schema)
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            server_settings={"search_path": schema, "application_name": f"kanban-{schema}"},
+        )
+        return cls(pool, schema)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+async def ensure_schema(url: str, schema: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await conn.close()

@@ -1,0 +1,46 @@
+"""The facts services tell each other, as plain dataclasses.
+
+Each mirrors a payload of `kanban.events.v1.Event` field for field; the outbox
+stores them, the relay sends them, receivers get them back as these classes.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoopDefined:
+    loop_id: str
+    item_id: str
+    location_id: str
+    cap_units: int
+    opening_lot_id: str
+    opening_units: int
+
+
+@dataclass(frozen=True)
+class CardEmptied:
+    loop_id: str
+    card_code: str
+    item_id: str
+    location_id: str
+    lot_id: str
+    quantity: int
+    consumer_station_id: str
+
+
+@dataclass(frozen=True)
+class CardFilled:
+    loop_id: str
+    card_code: str
+    item_id: str
+    location_id: str
+    lot_id: str
+    quantity: int
+    supplier_station_id: str
+
+
+Payload = LoopDefined | CardEmptied | CardFilled
+
+PAYLOAD_TYPES: dict[str, type[Payload]] = {
+    cls.__name__: cls for cls in (LoopDefined, CardEmptied, CardFilled)
+}

@@ -1,0 +1,105 @@
+"""Delivers outbox events to other services, in order, until acknowledged.
+
+One relay per destination runs at a time across all replicas (an advisory lock),
+so each destination receives events in the order they were committed.
+Delivery is at least once; receivers drop duplicates by event id.
+"""
+
+import asyncio
+import contextlib
+import json
+
+import asyncpg
+import grpc
+import structlog
+from kanban.events.v1 import events_pb2, events_pb2_grpc
+
+from services.core import codec, event_codec, metrics
+from services.core.db import Database
+from services.core.events import PAYLOAD_TYPES
+from services.core.notify import Notifications
+from services.core.outbox import CHANNEL_PREFIX
+
+log = structlog.get_logger()
+
+BATCH_SIZE = 200
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        url: str,
+        source: str,
+        peers: dict[str, str],
+        *,
+        poll_seconds: float = 1.0,
+        timeout_seconds: float = 5.0,
+    ) -> None:
+        self._db = db
+        self._source = source
+        self._peers = peers
+        self._poll_seconds = poll_seconds
+        self._timeout_seconds = timeout_seconds
+        self._notifications = Notifications(url, CHANNEL_PREFIX + db.schema)
+
+    async def run(self) -> None:
+        """Runs until cancelled: one delivery loop per destination, woken by NOTIFY."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._notifications.run())
+            for destination, address in self._peers.items():
+                tasks.create_task(self._deliver_forever(destination, address))
+
+    async def _deliver_forever(self, destination: str, address: str) -> None:
+        backoff = 0.1
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = events_pb2_grpc.EventSinkServiceStub(channel)
+            with self._notifications.subscribe("") as wake:
+                while True:
+                    wake.clear()
+                    try:
+                        sent = await self.deliver_batch(destination, stub)
+                        backoff = 0.1
+                    except (grpc.RpcError, OSError, asyncpg.PostgresError) as error:
+                        metrics.OUTBOX_FAILURES.labels(destination).inc()
+                        log.warning("relay_failed", destination=destination, error=str(error))
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                        continue
+                    if sent < BATCH_SIZE:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), self._poll_seconds)
+
+    async def deliver_batch(
+        self, destination: str, stub: events_pb2_grpc.EventSinkServiceStub
+    ) -> int:
+        """Sends the oldest undelivered events; marks them delivered once acknowledged."""
+        async with self._db.transaction() as conn:
+            if not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext($1))",
+                f"relay:{self._db.schema}:{destination}",
+            ):
+                return 0
+            rows = await conn.fetch(
+                """SELECT id, event_id, site_id, event_type, payload, occurred_at FROM outbox
+                   WHERE destination = $1 AND delivered_at IS NULL ORDER BY id LIMIT $2""",
+                destination,
+                BATCH_SIZE,
+            )
+            if not rows:
+                return 0
+            request = events_pb2.DeliverEventsRequest(events=[self._to_proto(r) for r in rows])
+            await stub.DeliverEvents(request, timeout=self._timeout_seconds)
+            await conn.execute(
+                "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])",
+                [r["id"] for r in rows],
+            )
+        metrics.OUTBOX_DELIVERED.labels(destination).inc(len(rows))
+        return len(rows)
+
+    def _to_proto(self, row: asyncpg.Record) -> events_pb2.Event:
+        payload = codec.from_plain(PAYLOAD_TYPES[row["event_type"]], json.loads(row["payload"]))
+        return event_codec.to_proto(
+            str(row["event_id"]), row["site_id"], self._source, row["occurred_at"], payload
+        )

@@ -1,0 +1,150 @@
+"""The one way to run a service: database, migrations, gRPC server, background work."""
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.core import logs, metrics
+from services.core.config import Settings
+from services.core.db import Database
+from services.core.interceptors import ObservabilityInterceptor
+from services.core.migrations import migrate
+from services.core.relay import Relay
+
+log = structlog.get_logger()
+
+
+@dataclass
+class Mounted:
+    """What a service put on the server: its gRPC service names and background work."""
+
+    service_names: list[str]
+    background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+
+
+Mount = Callable[[grpc.aio.Server, Database, Settings], Awaitable[Mounted]]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    # The service's folder: its migrations are under it.
+    directory: Path
+    # Adds the servicers; lives in the service's servicer module.
+    mount: Mount
+    # Services this one sends events to.
+    destinations: tuple[str, ...] = ()
+
+
+async def build_server(
+    spec: ServiceSpec, db: Database, settings: Settings
+) -> tuple[grpc.aio.Server, int, Mounted, health.aio.HealthServicer]:
+    server = grpc.aio.server(interceptors=[ObservabilityInterceptor()])
+    mounted = await spec.mount(server, db, settings)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*mounted.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(f"[::]:{settings.grpc_port}")
+    return server, port, mounted, health_servicer
+
+
+class RunningService:
+    """A started service. `stop()` is the graceful shutdown SIGTERM triggers."""
+
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        settings: Settings,
+        db: Database,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: health.aio.HealthServicer,
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.db = db
+        self.server = server
+        self.port = port
+        self.address = f"localhost:{port}"
+        self._health = health_servicer
+        self._tasks = tasks
+
+    async def stop(self, grace: float | None = None) -> None:
+        # Load balancers and probes see NOT_SERVING first; in-flight calls then finish.
+        await self._health.enter_graceful_shutdown()
+        await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.db.close()
+        log.info("service_stopped", port=self.port)
+
+
+async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService:
+    db = await Database.connect(settings.database_url, spec.name)
+    async with db.pool.acquire() as conn:
+        applied = await migrate(conn, spec.name, spec.directory)
+    if applied:
+        log.info("migrated", versions=applied)
+    server, port, mounted, health_servicer = await build_server(spec, db, settings)
+    background = list(mounted.background)
+    if spec.destinations:
+        missing = [d for d in spec.destinations if d not in settings.peers]
+        if missing:
+            raise SystemExit(f"{spec.name}: set KANBAN_<NAME>_ADDR for {', '.join(missing)}")
+        peers = {d: settings.peers[d] for d in spec.destinations}
+        relay = Relay(
+            db, settings.database_url, spec.name, peers, poll_seconds=settings.relay_poll_seconds
+        )
+        background.append(relay.run())
+    tasks = [asyncio.create_task(_logged(c)) for c in background]
+    await server.start()
+    for name in mounted.service_names:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    log.info("service_started", grpc_port=port)
+    return RunningService(spec, settings, db, server, port, health_servicer, tasks)
+
+
+async def _logged(work: Coroutine[Any, Any, None]) -> None:
+    """Background work should run forever; if it dies, say so loudly."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background_task_failed")
+        raise
+
+
+def main(spec: ServiceSpec) -> None:
+    """Entry point of `python -m services.<name>`."""
+    settings = Settings.from_env(spec.name)
+    logs.configure(spec.name, settings.log_level)
+    asyncio.run(_serve(spec, settings))
+
+
+async def _serve(spec: ServiceSpec, settings: Settings) -> None:
+    if settings.metrics_port is not None:
+        port = metrics.serve_metrics(settings.metrics_port)
+        log.info("metrics_listening", metrics_port=port)
+    service = await start_service(spec, settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopping.wait()
+    log.info("service_stopping")
+    await service.stop()

@@ -1,0 +1,8 @@
+"""The orders service (placeholder: health, reflection and metrics only)."""
+
+from pathlib import Path
+
+from services.core.server import ServiceSpec
+from services.orders.servicer import mount
+
+SPEC = ServiceSpec(name="orders", directory=Path(__file__).parent, mount=mount)

@@ -1,0 +1,4 @@
+from services.core.server import main
+from services.stations.app import SPEC
+
+main(SPEC)

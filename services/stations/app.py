@@ -1,0 +1,11 @@
+"""The stations service: kanban loops, cards and the signals that pull production."""
+
+from pathlib import Path
+
+from services.core.server import ServiceSpec
+from services.stations.service import DESTINATIONS
+from services.stations.servicer import mount
+
+SPEC = ServiceSpec(
+    name="stations", directory=Path(__file__).parent, mount=mount, destinations=DESTINATIONS
+)

@@ -1,0 +1,96 @@
+"""The stations service's domain metrics."""
+
+import asyncio
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from services.core.db import Database
+from services.stations import storage
+from services.stations.domain import Board, CardState
+
+_WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
+
+SIGNALS_RAISED = Counter(
+    "kanban_signals_raised",
+    "Signals raised at supplier stations (one per emptied card).",
+    ("site_id", "station_id", "loop_id"),
+)
+SIGNALS_COMPLETED = Counter(
+    "kanban_signals_completed",
+    "Signals whose container was completed FULL.",
+    ("site_id", "station_id", "loop_id"),
+)
+OVERPRODUCTION_BLOCKED = Counter(
+    "kanban_overproduction_blocked",
+    "Completions refused because no started card allowed them or they exceeded the container.",
+    ("site_id", "station_id", "loop_id"),
+)
+SIGNAL_WAIT = Histogram(
+    "kanban_signal_wait_seconds",
+    "From the consumer's scan until the supplier starts the signal.",
+    ("site_id", "station_id"),
+    buckets=_WAIT_BUCKETS,
+)
+LEAD_TIME = Histogram(
+    "kanban_card_lead_time_seconds",
+    "From a card becoming EMPTY until it is FULL again.",
+    ("site_id", "loop_id"),
+    buckets=_WAIT_BUCKETS,
+)
+LOOP_WIP = Gauge(
+    "kanban_loop_wip_units",
+    "Units in the loop's supermarket plus units in process.",
+    ("site_id", "loop_id", "supplier_station_id", "consumer_station_id"),
+)
+LOOP_CAP = Gauge(
+    "kanban_loop_cap_units",
+    "The loop's cap: cards x container quantity.",
+    ("site_id", "loop_id", "supplier_station_id", "consumer_station_id"),
+)
+STATION_WIP = Gauge(
+    "kanban_station_wip_units",
+    "WIP of the loops a station supplies.",
+    ("site_id", "station_id"),
+)
+STATION_CAP = Gauge(
+    "kanban_station_cap_units",
+    "Cap of the loops a station supplies.",
+    ("site_id", "station_id"),
+)
+OPEN_SIGNALS = Gauge(
+    "kanban_open_signals",
+    "Signals queued at a station, not yet started.",
+    ("site_id", "station_id"),
+)
+CARDS = Gauge("kanban_cards", "Cards by state.", ("site_id", "loop_id", "state"))
+
+
+def publish(site_id: str, board: Board) -> None:
+    for status in board.loops:
+        loop = status.loop
+        labels = (site_id, loop.loop_id, loop.supplier_station_id, loop.consumer_station_id)
+        LOOP_WIP.labels(*labels).set(status.wip_units)
+        LOOP_CAP.labels(*labels).set(loop.cap_units)
+        for state, count in (
+            (CardState.FULL, status.full_cards),
+            (CardState.EMPTY, status.empty_cards),
+            (CardState.IN_PROCESS, status.in_process_cards),
+        ):
+            CARDS.labels(site_id, loop.loop_id, state.value).set(count)
+    for station in board.stations:
+        STATION_WIP.labels(site_id, station.station_id).set(station.wip_units)
+        STATION_CAP.labels(site_id, station.station_id).set(station.cap_units)
+        OPEN_SIGNALS.labels(site_id, station.station_id).set(station.open_signals)
+
+
+async def refresh_gauges(db: Database, interval_seconds: float) -> None:
+    """Gauges come from the database, so every replica reports the same truth."""
+    while True:
+        async with db.pool.acquire() as conn:
+            statuses = await storage.loop_statuses(conn, None)
+            sites = sorted({s.loop.site_id for s in statuses})
+            for site_id in sites:
+                counts = await storage.open_signal_counts(conn, site_id)
+                loops = [s for s in statuses if s.loop.site_id == site_id]
+                publish(site_id, Board.of(loops, counts))
+        await asyncio.sleep(interval_seconds)

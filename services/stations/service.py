@@ -1,0 +1,317 @@
+"""The stations service layer: open a transaction, load, ask the domain, write, commit."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+
+from services.core import outbox
+from services.core.db import Database
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.core.events import LoopDefined
+from services.core.idempotency import run_once
+from services.core.notify import Notifications
+from services.core.paging import decode_token, encode_token
+from services.core.validation import page_size, require_id
+from services.stations import commands, storage
+from services.stations import metrics as m
+from services.stations.domain import (
+    OVERPRODUCTION_BLOCKED,
+    Board,
+    Card,
+    CardState,
+    Item,
+    Loop,
+    Signal,
+    SignalState,
+    Site,
+    Station,
+    no_open_signal,
+)
+
+# Where stations' events go.
+DESTINATIONS = ("stock",)
+
+
+@dataclass(frozen=True)
+class LoopWithCards:
+    loop: Loop
+    cards: list[Card]
+
+
+@dataclass(frozen=True)
+class CardAndSignal:
+    card: Card
+    signal: Signal
+
+
+@dataclass(frozen=True)
+class LoopPage:
+    loops: list[Loop]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    sent_at: datetime
+    last_sequence: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _same_or_conflict(resource: str, key: str, wanted: object, stored: object) -> None:
+    """Creating what exists with the same content is a no-op; with other content, refused."""
+    if wanted != stored:
+        raise AlreadyExists(resource, key)
+
+
+# Master data
+
+
+async def create_site(db: Database, cmd: commands.CreateSite) -> Site:
+    async def action(conn: asyncpg.Connection) -> Site:
+        site = Site(cmd.site_id, cmd.name)
+        stored = await storage.insert_site(conn, site)
+        _same_or_conflict("site", cmd.site_id, site, stored)
+        return stored
+
+    return await run_once(db, cmd, Site, action)
+
+
+async def create_station(db: Database, cmd: commands.CreateStation) -> Station:
+    async def action(conn: asyncpg.Connection) -> Station:
+        await storage.require_site(conn, cmd.site_id)
+        station = Station(cmd.site_id, cmd.station_id, cmd.name)
+        stored = await storage.insert_station(conn, station)
+        _same_or_conflict("station", cmd.station_id, station, stored)
+        return stored
+
+    return await run_once(db, cmd, Station, action)
+
+
+async def create_item(db: Database, cmd: commands.CreateItem) -> Item:
+    async def action(conn: asyncpg.Connection) -> Item:
+        await storage.require_site(conn, cmd.site_id)
+        item = Item(cmd.site_id, cmd.item_id, cmd.description, cmd.unit_of_measure)
+        stored = await storage.insert_item(conn, item)
+        _same_or_conflict("item", cmd.item_id, item, stored)
+        return stored
+
+    return await run_once(db, cmd, Item, action)
+
+
+async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
+    async def action(conn: asyncpg.Connection) -> LoopWithCards:
+        await storage.require_site(conn, cmd.site_id)
+        await storage.require_item(conn, cmd.site_id, cmd.item_id)
+        await storage.require_station(conn, cmd.site_id, cmd.supplier_station_id)
+        await storage.require_station(conn, cmd.site_id, cmd.consumer_station_id)
+        loop = Loop(
+            site_id=cmd.site_id,
+            loop_id=cmd.loop_id,
+            item_id=cmd.item_id,
+            supplier_station_id=cmd.supplier_station_id,
+            consumer_station_id=cmd.consumer_station_id,
+            supermarket_location_id=cmd.supermarket_location_id,
+            container_quantity=cmd.container_quantity,
+            card_count=cmd.card_count,
+        )
+        if not await storage.insert_loop(conn, loop):
+            stored = await storage.get_loop(conn, cmd.site_id, cmd.loop_id)
+            _same_or_conflict("loop", loop.loop_id, loop, stored)
+            return LoopWithCards(
+                loop, await storage.cards_of_loop(conn, loop.site_id, loop.loop_id)
+            )
+        now = _now()
+        cards = loop.new_cards(cmd.initial_card_state, now)
+        await storage.insert_cards(conn, cards)
+        full = cmd.initial_card_state is CardState.FULL
+        await outbox.enqueue(
+            conn,
+            site_id=loop.site_id,
+            destinations=DESTINATIONS,
+            payload=LoopDefined(
+                loop_id=loop.loop_id,
+                item_id=loop.item_id,
+                location_id=loop.supermarket_location_id,
+                cap_units=loop.cap_units,
+                opening_lot_id=loop.opening_lot_id if full else "",
+                opening_units=loop.cap_units if full else 0,
+            ),
+            occurred_at=now,
+        )
+        if not full:
+            for card in cards:
+                await _raise_signal(conn, loop, card, now)
+        return LoopWithCards(loop, cards)
+
+    return await run_once(db, cmd, LoopWithCards, action)
+
+
+# Queries
+
+
+async def get_loop(db: Database, site_id: str, loop_id: str) -> LoopWithCards:
+    require_id("site_id", site_id)
+    require_id("loop_id", loop_id)
+    async with db.pool.acquire() as conn:
+        loop = await storage.get_loop(conn, site_id, loop_id)
+        return LoopWithCards(loop, await storage.cards_of_loop(conn, site_id, loop_id))
+
+
+async def list_loops(db: Database, site_id: str, size: int, token: str) -> LoopPage:
+    require_id("site_id", site_id)
+    limit = page_size(size)
+    after = decode_token(token, 1)
+    async with db.pool.acquire() as conn:
+        loops = await storage.list_loops(conn, site_id, after[0] if after else None, limit + 1)
+    more = len(loops) > limit
+    loops = loops[:limit]
+    return LoopPage(loops, encode_token([loops[-1].loop_id]) if more else "")
+
+
+async def get_card(db: Database, site_id: str, card_code: str) -> Card:
+    require_id("site_id", site_id)
+    require_id("card_code", card_code)
+    async with db.pool.acquire() as conn:
+        return await storage.get_card(conn, site_id, card_code)
+
+
+async def get_board(db: Database, site_id: str) -> Board:
+    require_id("site_id", site_id)
+    async with db.pool.acquire() as conn:
+        await storage.require_site(conn, site_id)
+        statuses = await storage.loop_statuses(conn, site_id)
+        return Board.of(statuses, await storage.open_signal_counts(conn, site_id))
+
+
+# The pull loop
+
+
+async def _raise_signal(conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime) -> Signal:
+    sequence = await storage.next_signal_sequence(conn, loop.site_id, loop.supplier_station_id)
+    signal = Signal.raise_for(loop, card, sequence, now)
+    await storage.insert_signal(conn, signal)
+    m.SIGNALS_RAISED.labels(loop.site_id, loop.supplier_station_id, loop.loop_id).inc()
+    return signal
+
+
+async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
+    """The consumer takes a FULL container: the card empties and the supplier is told."""
+
+    async def action(conn: asyncpg.Connection) -> CardAndSignal:
+        card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
+        now = _now()
+        emptied = card.scan(loop, cmd.station_id, now)
+        await storage.save_card(conn, card)
+        signal = await _raise_signal(conn, loop, card, now)
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=DESTINATIONS,
+            payload=emptied,
+            occurred_at=now,
+        )
+        return CardAndSignal(card, signal)
+
+    return await run_once(db, cmd, CardAndSignal, action)
+
+
+async def start_signal(db: Database, cmd: commands.StartSignal) -> CardAndSignal:
+    """The supplier starts the oldest open signal, or the named card's."""
+
+    async def action(conn: asyncpg.Connection) -> CardAndSignal:
+        await storage.require_station(conn, cmd.site_id, cmd.station_id)
+        if cmd.card_code:
+            card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        else:
+            oldest = await storage.lock_oldest_card_to_start(conn, cmd.site_id, cmd.station_id)
+            if oldest is None:
+                raise no_open_signal(cmd.station_id)
+            card = oldest
+        loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
+        now = _now()
+        card.start(loop, cmd.station_id, now)
+        signal = await storage.active_signal(conn, cmd.site_id, card.card_code)
+        await storage.save_card(conn, card)
+        await storage.set_signal_state(conn, signal, SignalState.STARTED, now)
+        m.SIGNAL_WAIT.labels(cmd.site_id, cmd.station_id).observe(
+            (now - signal.raised_at).total_seconds()
+        )
+        return CardAndSignal(card, signal)
+
+    return await run_once(db, cmd, CardAndSignal, action)
+
+
+async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSignal:
+    """The supplier puts a finished container of a lot into the supermarket."""
+
+    async def action(conn: asyncpg.Connection) -> CardAndSignal:
+        card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
+        now = _now()
+        emptied_at = card.emptied_at
+        try:
+            filled = card.complete(loop, cmd.station_id, cmd.lot_id, cmd.quantity, now)
+        except FailedPrecondition as refusal:
+            if refusal.reason == OVERPRODUCTION_BLOCKED:
+                m.OVERPRODUCTION_BLOCKED.labels(cmd.site_id, cmd.station_id, loop.loop_id).inc()
+            raise
+        signal = await storage.active_signal(conn, cmd.site_id, card.card_code)
+        await storage.save_card(conn, card)
+        await storage.set_signal_state(conn, signal, SignalState.COMPLETED, now)
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=DESTINATIONS,
+            payload=filled,
+            occurred_at=now,
+        )
+        m.SIGNALS_COMPLETED.labels(cmd.site_id, cmd.station_id, loop.loop_id).inc()
+        if emptied_at is not None:
+            m.LEAD_TIME.labels(cmd.site_id, loop.loop_id).observe(
+                (now - emptied_at).total_seconds()
+            )
+        return CardAndSignal(card, signal)
+
+    return await run_once(db, cmd, CardAndSignal, action)
+
+
+async def watch_signals(
+    db: Database,
+    notifications: Notifications,
+    site_id: str,
+    station_id: str,
+    after_sequence: int,
+    heartbeat_seconds: float,
+) -> AsyncIterator[Signal | Heartbeat]:
+    """Open signals after the cursor, then new ones as they are raised, forever."""
+    require_id("site_id", site_id)
+    require_id("station_id", station_id)
+    if after_sequence < 0:
+        raise InvalidArgument("after_sequence", "must be zero or more")
+    cursor = after_sequence
+    async with db.pool.acquire() as conn:
+        await storage.require_station(conn, site_id, station_id)
+    with notifications.subscribe(f"{site_id}/{station_id}") as raised:
+        while True:
+            # Cleared before reading, so a signal raised meanwhile wakes the next round.
+            raised.clear()
+            async with db.pool.acquire() as conn:
+                signals = await storage.open_signals_after(conn, site_id, station_id, cursor)
+            for signal in signals:
+                cursor = signal.sequence
+                yield signal
+            if signals:
+                continue
+            try:
+                await asyncio.wait_for(raised.wait(), heartbeat_seconds)
+            except TimeoutError:
+                async with db.pool.acquire() as conn:
+                    last = await storage.last_signal_sequence(conn, site_id, station_id)
+                yield Heartbeat(_now(), last)

@@ -1,0 +1,257 @@
+"""gRPC face of the stations service: translates messages, nothing more."""
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import grpc
+from google.protobuf import timestamp_pb2
+from kanban.stations.v1 import stations_pb2 as pb
+from kanban.stations.v1 import stations_pb2_grpc
+
+from services.core.config import Settings
+from services.core.db import Database
+from services.core.notify import Notifications
+from services.core.server import Mounted
+from services.stations import commands, service, storage
+from services.stations.domain import Board, Card, CardState, Item, Loop, Signal, Site, Station
+from services.stations.metrics import refresh_gauges
+
+_CARD_STATES = {
+    CardState.FULL: pb.CARD_STATE_FULL,
+    CardState.EMPTY: pb.CARD_STATE_EMPTY,
+    CardState.IN_PROCESS: pb.CARD_STATE_IN_PROCESS,
+}
+_INITIAL_STATES = {
+    pb.CARD_STATE_UNSPECIFIED: CardState.FULL,
+    pb.CARD_STATE_FULL: CardState.FULL,
+    pb.CARD_STATE_EMPTY: CardState.EMPTY,
+    pb.CARD_STATE_IN_PROCESS: CardState.IN_PROCESS,  # refused by the command, by name
+}
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _site(site: Site) -> pb.Site:
+    return pb.Site(site_id=site.site_id, name=site.name)
+
+
+def _station(station: Station) -> pb.Station:
+    return pb.Station(site_id=station.site_id, station_id=station.station_id, name=station.name)
+
+
+def _item(item: Item) -> pb.Item:
+    return pb.Item(
+        site_id=item.site_id,
+        item_id=item.item_id,
+        description=item.description,
+        unit_of_measure=item.unit_of_measure,
+    )
+
+
+def _loop(loop: Loop) -> pb.Loop:
+    return pb.Loop(
+        site_id=loop.site_id,
+        loop_id=loop.loop_id,
+        item_id=loop.item_id,
+        supplier_station_id=loop.supplier_station_id,
+        consumer_station_id=loop.consumer_station_id,
+        supermarket_location_id=loop.supermarket_location_id,
+        container_quantity=loop.container_quantity,
+        card_count=loop.card_count,
+        cap_units=loop.cap_units,
+    )
+
+
+def _card(card: Card) -> pb.Card:
+    return pb.Card(
+        site_id=card.site_id,
+        card_code=card.card_code,
+        loop_id=card.loop_id,
+        state=_CARD_STATES[card.state],
+        lot_id=card.lot_id,
+        quantity=card.quantity,
+        updated_at=_timestamp(card.updated_at),
+    )
+
+
+def _signal(signal: Signal) -> pb.Signal:
+    return pb.Signal(
+        site_id=signal.site_id,
+        station_id=signal.station_id,
+        sequence=signal.sequence,
+        loop_id=signal.loop_id,
+        card_code=signal.card_code,
+        item_id=signal.item_id,
+        quantity=signal.quantity,
+        state=pb.SignalState.Value(f"SIGNAL_STATE_{signal.state.value}"),
+        raised_at=_timestamp(signal.raised_at),
+    )
+
+
+def _board(board: Board) -> pb.GetBoardResponse:
+    return pb.GetBoardResponse(
+        loops=[
+            pb.LoopStatus(
+                loop=_loop(s.loop),
+                full_cards=s.full_cards,
+                empty_cards=s.empty_cards,
+                in_process_cards=s.in_process_cards,
+                units_in_supermarket=s.units_in_supermarket,
+                units_in_process=s.units_in_process,
+                wip_units=s.wip_units,
+            )
+            for s in board.loops
+        ],
+        stations=[
+            pb.StationStatus(
+                station_id=s.station_id,
+                open_signals=s.open_signals,
+                in_process_cards=s.in_process_cards,
+                wip_units=s.wip_units,
+                cap_units=s.cap_units,
+            )
+            for s in board.stations
+        ],
+    )
+
+
+class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: ignore[misc]
+    def __init__(self, db: Database, notifications: Notifications, settings: Settings) -> None:
+        self._db = db
+        self._notifications = notifications
+        self._settings = settings
+
+    async def CreateSite(
+        self, request: pb.CreateSiteRequest, context: object
+    ) -> pb.CreateSiteResponse:
+        cmd = commands.CreateSite(request.request_id, request.site_id, request.name)
+        return pb.CreateSiteResponse(site=_site(await service.create_site(self._db, cmd)))
+
+    async def CreateStation(
+        self, request: pb.CreateStationRequest, context: object
+    ) -> pb.CreateStationResponse:
+        cmd = commands.CreateStation(
+            request.request_id, request.site_id, request.station_id, request.name
+        )
+        return pb.CreateStationResponse(
+            station=_station(await service.create_station(self._db, cmd))
+        )
+
+    async def CreateItem(
+        self, request: pb.CreateItemRequest, context: object
+    ) -> pb.CreateItemResponse:
+        cmd = commands.CreateItem(
+            request.request_id,
+            request.site_id,
+            request.item_id,
+            request.description,
+            request.unit_of_measure,
+        )
+        return pb.CreateItemResponse(item=_item(await service.create_item(self._db, cmd)))
+
+    async def CreateLoop(
+        self, request: pb.CreateLoopRequest, context: object
+    ) -> pb.CreateLoopResponse:
+        cmd = commands.CreateLoop(
+            request_id=request.request_id,
+            site_id=request.site_id,
+            loop_id=request.loop_id,
+            item_id=request.item_id,
+            supplier_station_id=request.supplier_station_id,
+            consumer_station_id=request.consumer_station_id,
+            supermarket_location_id=request.supermarket_location_id,
+            container_quantity=request.container_quantity,
+            card_count=request.card_count,
+            initial_card_state=_INITIAL_STATES[request.initial_card_state],
+        )
+        created = await service.create_loop(self._db, cmd)
+        return pb.CreateLoopResponse(
+            loop=_loop(created.loop), cards=[_card(c) for c in created.cards]
+        )
+
+    async def GetLoop(self, request: pb.GetLoopRequest, context: object) -> pb.GetLoopResponse:
+        found = await service.get_loop(self._db, request.site_id, request.loop_id)
+        return pb.GetLoopResponse(loop=_loop(found.loop), cards=[_card(c) for c in found.cards])
+
+    async def ListLoops(
+        self, request: pb.ListLoopsRequest, context: object
+    ) -> pb.ListLoopsResponse:
+        page = await service.list_loops(
+            self._db, request.site_id, request.page_size, request.page_token
+        )
+        return pb.ListLoopsResponse(
+            loops=[_loop(loop) for loop in page.loops], next_page_token=page.next_page_token
+        )
+
+    async def GetCard(self, request: pb.GetCardRequest, context: object) -> pb.GetCardResponse:
+        card = await service.get_card(self._db, request.site_id, request.card_code)
+        return pb.GetCardResponse(card=_card(card))
+
+    async def ScanCard(self, request: pb.ScanCardRequest, context: object) -> pb.ScanCardResponse:
+        cmd = commands.ScanCard(
+            request.request_id, request.site_id, request.station_id, request.card_code
+        )
+        done = await service.scan_card(self._db, cmd)
+        return pb.ScanCardResponse(card=_card(done.card), signal=_signal(done.signal))
+
+    async def StartSignal(
+        self, request: pb.StartSignalRequest, context: object
+    ) -> pb.StartSignalResponse:
+        cmd = commands.StartSignal(
+            request.request_id, request.site_id, request.station_id, request.card_code
+        )
+        done = await service.start_signal(self._db, cmd)
+        return pb.StartSignalResponse(card=_card(done.card), signal=_signal(done.signal))
+
+    async def CompleteCard(
+        self, request: pb.CompleteCardRequest, context: object
+    ) -> pb.CompleteCardResponse:
+        cmd = commands.CompleteCard(
+            request.request_id,
+            request.site_id,
+            request.station_id,
+            request.card_code,
+            request.lot_id,
+            request.quantity,
+        )
+        done = await service.complete_card(self._db, cmd)
+        return pb.CompleteCardResponse(card=_card(done.card), signal=_signal(done.signal))
+
+    async def WatchSignals(
+        self, request: pb.WatchSignalsRequest, context: object
+    ) -> AsyncIterator[pb.WatchSignalsResponse]:
+        updates = service.watch_signals(
+            self._db,
+            self._notifications,
+            request.site_id,
+            request.station_id,
+            request.after_sequence,
+            self._settings.heartbeat_seconds,
+        )
+        async for update in updates:
+            if isinstance(update, Signal):
+                yield pb.WatchSignalsResponse(signal=_signal(update))
+            else:
+                yield pb.WatchSignalsResponse(
+                    heartbeat=pb.Heartbeat(
+                        sent_at=_timestamp(update.sent_at), last_sequence=update.last_sequence
+                    )
+                )
+
+    async def GetBoard(self, request: pb.GetBoardRequest, context: object) -> pb.GetBoardResponse:
+        return _board(await service.get_board(self._db, request.site_id))
+
+
+async def mount(server: grpc.aio.Server, db: Database, settings: Settings) -> Mounted:
+    notifications = Notifications(settings.database_url, storage.SIGNALS_CHANNEL)
+    stations_pb2_grpc.add_StationsServiceServicer_to_server(
+        StationsServicer(db, notifications, settings), server
+    )
+    return Mounted(
+        service_names=[pb.DESCRIPTOR.services_by_name["StationsService"].full_name],
+        background=[notifications.run(), refresh_gauges(db, settings.gauge_refresh_seconds)],
+    )

@@ -1,0 +1,362 @@
+"""SQL for loops, cards and signals. Functions take the caller's connection."""
+
+from datetime import datetime
+
+import asyncpg
+
+from services.core.errors import NotFound
+from services.stations.domain import (
+    Card,
+    CardState,
+    Item,
+    Loop,
+    LoopStatus,
+    Signal,
+    SignalState,
+    Site,
+    Station,
+)
+
+SIGNALS_CHANNEL = "kanban_signals"
+
+_LOOP_COLUMNS = """site_id, loop_id, item_id, supplier_station_id, consumer_station_id,
+                   supermarket_location_id, container_quantity, card_count"""
+_CARD_COLUMNS = "site_id, card_code, loop_id, state, lot_id, quantity, updated_at, emptied_at"
+_SIGNAL_COLUMNS = """site_id, station_id, sequence, loop_id, card_code, item_id, quantity,
+                     state, raised_at"""
+
+
+def _loop(row: asyncpg.Record) -> Loop:
+    return Loop(**dict(row))
+
+
+def _card(row: asyncpg.Record) -> Card:
+    return Card(**{**dict(row), "state": CardState(row["state"])})
+
+
+def _signal(row: asyncpg.Record) -> Signal:
+    return Signal(**{**dict(row), "state": SignalState(row["state"])})
+
+
+# Master data. Each insert returns the row as stored, which may be an older one
+# with the same key; the service layer compares.
+
+
+async def insert_site(conn: asyncpg.Connection, site: Site) -> Site:
+    await conn.execute(
+        "INSERT INTO sites (site_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        site.site_id,
+        site.name,
+    )
+    row = await conn.fetchrow("SELECT site_id, name FROM sites WHERE site_id = $1", site.site_id)
+    return Site(**dict(row))
+
+
+async def insert_station(conn: asyncpg.Connection, station: Station) -> Station:
+    await conn.execute(
+        """INSERT INTO stations (site_id, station_id, name) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING""",
+        station.site_id,
+        station.station_id,
+        station.name,
+    )
+    row = await conn.fetchrow(
+        "SELECT site_id, station_id, name FROM stations WHERE site_id = $1 AND station_id = $2",
+        station.site_id,
+        station.station_id,
+    )
+    return Station(**dict(row))
+
+
+async def insert_item(conn: asyncpg.Connection, item: Item) -> Item:
+    await conn.execute(
+        """INSERT INTO items (site_id, item_id, description, unit_of_measure)
+           VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING""",
+        item.site_id,
+        item.item_id,
+        item.description,
+        item.unit_of_measure,
+    )
+    row = await conn.fetchrow(
+        """SELECT site_id, item_id, description, unit_of_measure FROM items
+           WHERE site_id = $1 AND item_id = $2""",
+        item.site_id,
+        item.item_id,
+    )
+    return Item(**dict(row))
+
+
+async def insert_loop(conn: asyncpg.Connection, loop: Loop) -> bool:
+    """Inserts the loop; False if one with its id already exists."""
+    inserted = await conn.fetchval(
+        f"""INSERT INTO loops ({_LOOP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            ON CONFLICT DO NOTHING RETURNING true""",
+        loop.site_id,
+        loop.loop_id,
+        loop.item_id,
+        loop.supplier_station_id,
+        loop.consumer_station_id,
+        loop.supermarket_location_id,
+        loop.container_quantity,
+        loop.card_count,
+    )
+    return bool(inserted)
+
+
+async def require_site(conn: asyncpg.Connection, site_id: str) -> None:
+    if not await conn.fetchval("SELECT true FROM sites WHERE site_id = $1", site_id):
+        raise NotFound("site", site_id)
+
+
+async def require_station(conn: asyncpg.Connection, site_id: str, station_id: str) -> None:
+    if not await conn.fetchval(
+        "SELECT true FROM stations WHERE site_id = $1 AND station_id = $2", site_id, station_id
+    ):
+        raise NotFound("station", station_id)
+
+
+async def require_item(conn: asyncpg.Connection, site_id: str, item_id: str) -> None:
+    if not await conn.fetchval(
+        "SELECT true FROM items WHERE site_id = $1 AND item_id = $2", site_id, item_id
+    ):
+        raise NotFound("item", item_id)
+
+
+async def get_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> Loop:
+    row = await conn.fetchrow(
+        f"SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id = $2", site_id, loop_id
+    )
+    if row is None:
+        raise NotFound("loop", loop_id)
+    return _loop(row)
+
+
+async def list_loops(
+    conn: asyncpg.Connection, site_id: str, after_loop_id: str | None, limit: int
+) -> list[Loop]:
+    rows = await conn.fetch(
+        f"""SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id > $2
+            ORDER BY loop_id LIMIT $3""",
+        site_id,
+        after_loop_id or "",
+        limit,
+    )
+    return [_loop(r) for r in rows]
+
+
+# Cards
+
+
+async def insert_cards(conn: asyncpg.Connection, cards: list[Card]) -> None:
+    await conn.executemany(
+        f"INSERT INTO cards ({_CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [
+            (
+                c.site_id,
+                c.card_code,
+                c.loop_id,
+                c.state.value,
+                c.lot_id,
+                c.quantity,
+                c.updated_at,
+                c.emptied_at,
+            )
+            for c in cards
+        ],
+    )
+
+
+async def get_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Card:
+    row = await conn.fetchrow(
+        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2",
+        site_id,
+        card_code,
+    )
+    if row is None:
+        raise NotFound("card", card_code)
+    return _card(row)
+
+
+async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Card:
+    """The card, locked until the transaction ends: its transitions serialise on this."""
+    row = await conn.fetchrow(
+        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE",
+        site_id,
+        card_code,
+    )
+    if row is None:
+        raise NotFound("card", card_code)
+    return _card(row)
+
+
+async def lock_oldest_card_to_start(
+    conn: asyncpg.Connection, site_id: str, station_id: str
+) -> Card | None:
+    """The EMPTY card behind the station's oldest open signal that no one else holds."""
+    row = await conn.fetchrow(
+        f"""SELECT {", ".join("c." + c.strip() for c in _CARD_COLUMNS.split(","))}
+            FROM signals s JOIN cards c USING (site_id, card_code)
+            WHERE s.site_id = $1 AND s.station_id = $2 AND s.state = 'OPEN'
+              AND c.state = 'EMPTY'
+            ORDER BY s.sequence LIMIT 1
+            FOR UPDATE OF c SKIP LOCKED""",
+        site_id,
+        station_id,
+    )
+    return _card(row) if row else None
+
+
+async def cards_of_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> list[Card]:
+    rows = await conn.fetch(
+        f"""SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND loop_id = $2
+            ORDER BY card_code""",
+        site_id,
+        loop_id,
+    )
+    return [_card(r) for r in rows]
+
+
+async def save_card(conn: asyncpg.Connection, card: Card) -> None:
+    await conn.execute(
+        """UPDATE cards SET state = $3, lot_id = $4, quantity = $5, updated_at = $6,
+                            emptied_at = $7
+           WHERE site_id = $1 AND card_code = $2""",
+        card.site_id,
+        card.card_code,
+        card.state.value,
+        card.lot_id,
+        card.quantity,
+        card.updated_at,
+        card.emptied_at,
+    )
+
+
+# Signals
+
+
+async def next_signal_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
+    """Bumps the station's sequence. The row stays locked until commit, so a
+    higher sequence never becomes visible before a lower one."""
+    sequence = await conn.fetchval(
+        """UPDATE stations SET last_signal_sequence = last_signal_sequence + 1
+           WHERE site_id = $1 AND station_id = $2 RETURNING last_signal_sequence""",
+        site_id,
+        station_id,
+    )
+    return int(sequence)
+
+
+async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> None:
+    await conn.execute(
+        f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        signal.site_id,
+        signal.station_id,
+        signal.sequence,
+        signal.loop_id,
+        signal.card_code,
+        signal.item_id,
+        signal.quantity,
+        signal.state.value,
+        signal.raised_at,
+    )
+    # Delivered at commit, to every replica listening.
+    await conn.execute(
+        "SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, f"{signal.site_id}/{signal.station_id}"
+    )
+
+
+async def active_signal(conn: asyncpg.Connection, site_id: str, card_code: str) -> Signal:
+    row = await conn.fetchrow(
+        f"""SELECT {_SIGNAL_COLUMNS} FROM signals
+            WHERE site_id = $1 AND card_code = $2 AND state <> 'COMPLETED'""",
+        site_id,
+        card_code,
+    )
+    if row is None:
+        raise NotFound("signal", card_code)
+    return _signal(row)
+
+
+async def set_signal_state(
+    conn: asyncpg.Connection, signal: Signal, state: SignalState, now: datetime
+) -> Signal:
+    column = {SignalState.STARTED: "started_at", SignalState.COMPLETED: "completed_at"}[state]
+    await conn.execute(
+        f"""UPDATE signals SET state = $4, {column} = $5
+            WHERE site_id = $1 AND station_id = $2 AND sequence = $3""",
+        signal.site_id,
+        signal.station_id,
+        signal.sequence,
+        state.value,
+        now,
+    )
+    signal.state = state
+    return signal
+
+
+async def open_signals_after(
+    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
+) -> list[Signal]:
+    rows = await conn.fetch(
+        f"""SELECT {_SIGNAL_COLUMNS} FROM signals
+            WHERE site_id = $1 AND station_id = $2 AND state = 'OPEN' AND sequence > $3
+            ORDER BY sequence LIMIT 1000""",
+        site_id,
+        station_id,
+        after_sequence,
+    )
+    return [_signal(r) for r in rows]
+
+
+async def last_signal_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
+    value = await conn.fetchval(
+        "SELECT last_signal_sequence FROM stations WHERE site_id = $1 AND station_id = $2",
+        site_id,
+        station_id,
+    )
+    if value is None:
+        raise NotFound("station", station_id)
+    return int(value)
+
+
+# Board
+
+
+async def loop_statuses(conn: asyncpg.Connection, site_id: str | None) -> list[LoopStatus]:
+    """Every loop's cards by state; all sites when site_id is None."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("l." + c.strip() for c in _LOOP_COLUMNS.split(","))},
+                   count(*) FILTER (WHERE c.state = 'FULL') AS full_cards,
+                   count(*) FILTER (WHERE c.state = 'EMPTY') AS empty_cards,
+                   count(*) FILTER (WHERE c.state = 'IN_PROCESS') AS in_process_cards,
+                   coalesce(sum(c.quantity) FILTER (WHERE c.state = 'FULL'), 0)
+                       AS units_in_supermarket,
+                   l.container_quantity * count(*) FILTER (WHERE c.state = 'IN_PROCESS')
+                       AS units_in_process
+            FROM loops l JOIN cards c USING (site_id, loop_id)
+            WHERE $1::text IS NULL OR l.site_id = $1
+            GROUP BY l.site_id, l.loop_id
+            ORDER BY l.site_id, l.loop_id""",
+        site_id,
+    )
+    loop_fields = set(Loop.__dataclass_fields__)
+    return [
+        LoopStatus(
+            loop=Loop(**{k: v for k, v in dict(r).items() if k in loop_fields}),
+            full_cards=r["full_cards"],
+            empty_cards=r["empty_cards"],
+            in_process_cards=r["in_process_cards"],
+            units_in_supermarket=r["units_in_supermarket"],
+            units_in_process=r["units_in_process"],
+        )
+        for r in rows
+    ]
+
+
+async def open_signal_counts(conn: asyncpg.Connection, site_id: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        """SELECT station_id, count(*) AS n FROM signals
+           WHERE site_id = $1 AND state = 'OPEN' GROUP BY station_id""",
+        site_id,
+    )
+    return {r["station_id"]: r["n"] for r in rows}

@@ -1,0 +1,59 @@
+"""gRPC face of the stock service: translates messages, nothing more."""
+
+import grpc
+from kanban.events.v1 import events_pb2, events_pb2_grpc
+from kanban.stock.v1 import stock_pb2 as pb
+from kanban.stock.v1 import stock_pb2_grpc
+
+from services.core.config import Settings
+from services.core.db import Database
+from services.core.event_sink import EventSinkServicer
+from services.core.server import Mounted
+from services.stock import service
+from services.stock.metrics import refresh_gauges
+
+
+class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def GetStockLevels(
+        self, request: pb.GetStockLevelsRequest, context: object
+    ) -> pb.GetStockLevelsResponse:
+        page = await service.get_stock_levels(
+            self._db,
+            request.site_id,
+            request.location_id,
+            request.item_id,
+            request.lot_id,
+            request.include_empty,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.GetStockLevelsResponse(
+            levels=[
+                pb.StockLevel(
+                    site_id=level.site_id,
+                    location_id=level.location_id,
+                    item_id=level.item_id,
+                    lot_id=level.lot_id,
+                    on_hand=level.on_hand,
+                )
+                for level in page.levels
+            ],
+            next_page_token=page.next_page_token,
+        )
+
+
+async def mount(server: grpc.aio.Server, db: Database, settings: Settings) -> Mounted:
+    stock_pb2_grpc.add_StockServiceServicer_to_server(StockServicer(db), server)
+    events_pb2_grpc.add_EventSinkServiceServicer_to_server(
+        EventSinkServicer(db, service.apply_event), server
+    )
+    return Mounted(
+        service_names=[
+            pb.DESCRIPTOR.services_by_name["StockService"].full_name,
+            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name,
+        ],
+        background=[refresh_gauges(db, settings.gauge_refresh_seconds)],
+    )
