@@ -15,17 +15,21 @@ def database_url(service: str) -> str | None:
     return os.environ.get(f"{service.upper()}_DATABASE_URL") or os.environ.get("DATABASE_URL")
 
 
-def start_embedded_postgres(data_dir: Path) -> str:
-    """Starts (or reuses) the `pgserver` PostgreSQL with its data in data_dir.
+# Embedded servers this process holds; pgserver stops one when its last holder exits.
+_embedded: dict[Path, object] = {}
 
-    The server outlives this process so that several service processes share
-    it; it listens on a Unix socket inside data_dir only.
+
+def start_embedded_postgres(data_dir: Path) -> str:
+    """Starts (or joins) the `pgserver` PostgreSQL with its data in data_dir.
+
+    It listens on a Unix socket inside data_dir only, and stops when the last
+    process that started or joined it exits.
     """
     import pgserver
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None)
-    return str(server.get_uri())
+    server = _embedded.setdefault(data_dir, pgserver.get_server(data_dir))
+    return str(server.get_uri())  # type: ignore[attr-defined]
 
 
 class Database:

@@ -87,10 +87,12 @@ async def record_movement(
         occurred_at,
     )
     await conn.execute(
+        # The row as first inserted must pass the CHECK too, hence greatest(); an
+        # issue always finds its row, since check_issue saw the quantity there.
         """INSERT INTO on_hand (site_id, location_id, item_id, lot_id, quantity)
-           VALUES ($1, $2, $3, $4, $5)
+           VALUES ($1, $2, $3, $4, greatest($5, 0))
            ON CONFLICT (site_id, location_id, item_id, lot_id)
-           DO UPDATE SET quantity = on_hand.quantity + excluded.quantity""",
+           DO UPDATE SET quantity = on_hand.quantity + $5""",
         movement.site_id,
         movement.location_id,
         movement.item_id,

@@ -1,0 +1,48 @@
+"""Applies a line layout (sites, stations, items, loops) from YAML through gRPC.
+
+Request ids are derived from each entry's content, so applying the same file
+again returns the first answers and changes nothing.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import grpc
+import yaml
+from kanban.stations.v1 import stations_pb2 as pb
+from kanban.stations.v1 import stations_pb2_grpc
+
+
+def _request_id(kind: str, entry: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps([kind, entry], sort_keys=True).encode()).hexdigest()
+    return f"layout-{kind}-{digest[:24]}"
+
+
+def load_layout(path: Path) -> dict[str, Any]:
+    layout: dict[str, Any] = yaml.safe_load(path.read_text())
+    return layout
+
+
+async def apply_layout(channel: grpc.aio.Channel, layout: dict[str, Any]) -> list[str]:
+    """Creates what the layout describes; returns the loop ids."""
+    stub = stations_pb2_grpc.StationsServiceStub(channel)
+    site = layout["site"]
+    site_id = site["site_id"]
+    await stub.CreateSite(pb.CreateSiteRequest(request_id=_request_id("site", site), **site))
+    for station in layout["stations"]:
+        await stub.CreateStation(
+            pb.CreateStationRequest(
+                request_id=_request_id("station", station), site_id=site_id, **station
+            )
+        )
+    for item in layout["items"]:
+        await stub.CreateItem(
+            pb.CreateItemRequest(request_id=_request_id("item", item), site_id=site_id, **item)
+        )
+    for loop in layout["loops"]:
+        await stub.CreateLoop(
+            pb.CreateLoopRequest(request_id=_request_id("loop", loop), site_id=site_id, **loop)
+        )
+    return [loop["loop_id"] for loop in layout["loops"]]
