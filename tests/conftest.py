@@ -1,5 +1,6 @@
 """Fixtures shared by every test: a real PostgreSQL and real gRPC services."""
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import error_details_pb2, status_pb2
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
-from kanban.stock.v1 import stock_pb2_grpc
+from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
 from services.core.config import Settings
 from services.core.server import RunningService, start_service
@@ -96,42 +98,86 @@ class Line:
 
     async def create(self, *, cards: int = 3, container_quantity: int = 500) -> "Line":
         s = self.stub
-        await s.CreateSite(pb.CreateSiteRequest(request_id=new_id("r"), site_id=self.site_id,
-                                                name="Test plant"))
+        await s.CreateSite(
+            pb.CreateSiteRequest(request_id=new_id("r"), site_id=self.site_id, name="Test plant")
+        )
         for station in ("STAMP", "WELD", "ASSY"):
-            await s.CreateStation(pb.CreateStationRequest(
-                request_id=new_id("r"), site_id=self.site_id, station_id=station, name=station))
+            await s.CreateStation(
+                pb.CreateStationRequest(
+                    request_id=new_id("r"), site_id=self.site_id, station_id=station, name=station
+                )
+            )
         for item in ("PART", "WELDED"):
-            await s.CreateItem(pb.CreateItemRequest(
-                request_id=new_id("r"), site_id=self.site_id, item_id=item, unit_of_measure="pcs"))
+            await s.CreateItem(
+                pb.CreateItemRequest(
+                    request_id=new_id("r"),
+                    site_id=self.site_id,
+                    item_id=item,
+                    unit_of_measure="pcs",
+                )
+            )
         await self.create_loop("P", "PART", "STAMP", "WELD", cards, container_quantity)
         await self.create_loop("W", "WELDED", "WELD", "ASSY", cards, container_quantity)
         return self
 
-    async def create_loop(self, loop_id: str, item: str, supplier: str, consumer: str,
-                          cards: int, container_quantity: int,
-                          state: int = pb.CARD_STATE_UNSPECIFIED) -> pb.CreateLoopResponse:
-        return await self.stub.CreateLoop(pb.CreateLoopRequest(
-            request_id=new_id("r"), site_id=self.site_id, loop_id=loop_id, item_id=item,
-            supplier_station_id=supplier, consumer_station_id=consumer,
-            supermarket_location_id=f"SM-{loop_id}", container_quantity=container_quantity,
-            card_count=cards, initial_card_state=state))
+    async def create_loop(
+        self,
+        loop_id: str,
+        item: str,
+        supplier: str,
+        consumer: str,
+        cards: int,
+        container_quantity: int,
+        state: int = pb.CARD_STATE_UNSPECIFIED,
+    ) -> pb.CreateLoopResponse:
+        return await self.stub.CreateLoop(
+            pb.CreateLoopRequest(
+                request_id=new_id("r"),
+                site_id=self.site_id,
+                loop_id=loop_id,
+                item_id=item,
+                supplier_station_id=supplier,
+                consumer_station_id=consumer,
+                supermarket_location_id=f"SM-{loop_id}",
+                container_quantity=container_quantity,
+                card_count=cards,
+                initial_card_state=state,
+            )
+        )
 
     async def scan(self, station: str, card: str, request_id: str | None = None):
-        return await self.stub.ScanCard(pb.ScanCardRequest(
-            request_id=request_id or new_id("r"), site_id=self.site_id, station_id=station,
-            card_code=card))
+        return await self.stub.ScanCard(
+            pb.ScanCardRequest(
+                request_id=request_id or new_id("r"),
+                site_id=self.site_id,
+                station_id=station,
+                card_code=card,
+            )
+        )
 
     async def start(self, station: str, card: str = "", request_id: str | None = None):
-        return await self.stub.StartSignal(pb.StartSignalRequest(
-            request_id=request_id or new_id("r"), site_id=self.site_id, station_id=station,
-            card_code=card))
+        return await self.stub.StartSignal(
+            pb.StartSignalRequest(
+                request_id=request_id or new_id("r"),
+                site_id=self.site_id,
+                station_id=station,
+                card_code=card,
+            )
+        )
 
-    async def complete(self, station: str, card: str, lot: str, quantity: int,
-                       request_id: str | None = None):
-        return await self.stub.CompleteCard(pb.CompleteCardRequest(
-            request_id=request_id or new_id("r"), site_id=self.site_id, station_id=station,
-            card_code=card, lot_id=lot, quantity=quantity))
+    async def complete(
+        self, station: str, card: str, lot: str, quantity: int, request_id: str | None = None
+    ):
+        return await self.stub.CompleteCard(
+            pb.CompleteCardRequest(
+                request_id=request_id or new_id("r"),
+                site_id=self.site_id,
+                station_id=station,
+                card_code=card,
+                lot_id=lot,
+                quantity=quantity,
+            )
+        )
 
     async def cards(self, loop_id: str) -> list[pb.Card]:
         found = await self.stub.GetLoop(pb.GetLoopRequest(site_id=self.site_id, loop_id=loop_id))
@@ -141,3 +187,63 @@ class Line:
 @pytest.fixture
 async def line(stack: Stack) -> Line:
     return await Line(stack.stations, new_id("site")).create()
+
+
+async def eventually(check, *, timeout: float = 30.0, interval: float = 0.05):
+    """Polls an async check until it returns a truthy value; its last value on timeout.
+
+    For effects that travel asynchronously (events between services). The timeout
+    is generous: a slow machine makes a test slower, never red.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(interval)
+
+
+async def stock_by_lot(stack: Stack, site_id: str, location_id: str) -> dict[str, int]:
+    reply = await stack.stock.GetStockLevels(
+        stock_pb2.GetStockLevelsRequest(site_id=site_id, location_id=location_id, page_size=1000)
+    )
+    return {level.lot_id: level.on_hand for level in reply.levels}
+
+
+def cards_by_lot(cards: list[pb.Card]) -> dict[str, int]:
+    """What the cards say the supermarket holds, per lot."""
+    held: dict[str, int] = {}
+    for card in cards:
+        if card.state == pb.CARD_STATE_FULL:
+            held[card.lot_id] = held.get(card.lot_id, 0) + card.quantity
+    return held
+
+
+class Refusal:
+    """What a client sees of a refused call: the code and the google.rpc details."""
+
+    def __init__(self, error: grpc.aio.AioRpcError) -> None:
+        self.code = error.code()
+        self.message = error.details()
+        self.fields: list[str] = []
+        self.reason = ""
+        self.metadata: dict[str, str] = {}
+        raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+        status = status_pb2.Status.FromString(raw) if raw else status_pb2.Status()
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                self.fields += [v.field for v in bad.field_violations]
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                self.reason, self.metadata = info.reason, dict(info.metadata)
+
+
+async def refused(call) -> Refusal:
+    """Awaits a call that must fail; returns what the client learns from the failure."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    return Refusal(caught.value)

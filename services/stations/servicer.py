@@ -10,6 +10,7 @@ from kanban.stations.v1 import stations_pb2_grpc
 
 from services.core.config import Settings
 from services.core.db import Database
+from services.core.errors import InvalidArgument
 from services.core.notify import Notifications
 from services.core.server import Mounted
 from services.stations import commands, service, storage
@@ -27,6 +28,12 @@ _INITIAL_STATES = {
     pb.CARD_STATE_EMPTY: CardState.EMPTY,
     pb.CARD_STATE_IN_PROCESS: CardState.IN_PROCESS,  # refused by the command, by name
 }
+
+
+def _initial_state(value: int) -> CardState:
+    if value not in _INITIAL_STATES:
+        raise InvalidArgument("initial_card_state", f"unknown card state {value}")
+    return _INITIAL_STATES[value]
 
 
 def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
@@ -166,7 +173,7 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
             supermarket_location_id=request.supermarket_location_id,
             container_quantity=request.container_quantity,
             card_count=request.card_count,
-            initial_card_state=_INITIAL_STATES[request.initial_card_state],
+            initial_card_state=_initial_state(request.initial_card_state),
         )
         created = await service.create_loop(self._db, cmd)
         return pb.CreateLoopResponse(

@@ -329,7 +329,7 @@ async def loop_statuses(conn: asyncpg.Connection, site_id: str | None) -> list[L
                    count(*) FILTER (WHERE c.state = 'FULL') AS full_cards,
                    count(*) FILTER (WHERE c.state = 'EMPTY') AS empty_cards,
                    count(*) FILTER (WHERE c.state = 'IN_PROCESS') AS in_process_cards,
-                   coalesce(sum(c.quantity) FILTER (WHERE c.state = 'FULL'), 0)
+                   coalesce(sum(c.quantity) FILTER (WHERE c.state = 'FULL'), 0)::bigint
                        AS units_in_supermarket,
                    l.container_quantity * count(*) FILTER (WHERE c.state = 'IN_PROCESS')
                        AS units_in_process

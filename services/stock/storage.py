@@ -158,7 +158,7 @@ async def stock_levels(
 
 async def on_hand_totals(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT site_id, location_id, item_id, sum(quantity) AS on_hand FROM on_hand
+        """SELECT site_id, location_id, item_id, sum(quantity)::bigint AS on_hand FROM on_hand
            GROUP BY site_id, location_id, item_id"""
     )
     return rows
