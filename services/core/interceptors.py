@@ -1,5 +1,6 @@
 """One interceptor gives every RPC the same metrics, logs and error statuses."""
 
+import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -77,9 +78,11 @@ class _Call:
         structlog.contextvars.unbind_contextvars("rpc", "peer", "request_id")
 
 
-def _unary(inner: Callable[..., Awaitable[Any]], service: str, method: str) -> Any:
+def _unary(
+    inner: Callable[..., Awaitable[Any]], service: str, method: str, grpc_type: str = "unary"
+) -> Any:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        call = _Call("unary", service, method, request, context.peer())
+        call = _Call(grpc_type, service, method, request, context.peer())
         try:
             return await inner(request, context)
         except grpc.aio.AbortError:
@@ -92,7 +95,11 @@ def _unary(inner: Callable[..., Awaitable[Any]], service: str, method: str) -> A
     return handle
 
 
-def _server_stream(inner: Callable[..., AsyncIterator[Any]], service: str, method: str) -> Any:
+def _server_stream(inner: Callable[..., Any], service: str, method: str) -> Any:
+    if not inspect.isasyncgenfunction(inner):
+        # Writes through context.write (as the health servicer's Watch does).
+        return _unary(inner, service, method, grpc_type="server_stream")
+
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call("server_stream", service, method, request, context.peer())
         try:
