@@ -8,7 +8,10 @@ STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.generated
 
-.PHONY: all setup protos run test lint bench clean
+# promtool (Debian package prometheus) checks our metrics in the tests.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: all setup protos system-deps run test lint clean
 
 all: test
 
@@ -33,7 +36,13 @@ $(GEN_STAMP): $(STAMP) $(PROTOS)
 run: setup
 	$(BIN)/python -m services.devstack
 
-test: setup
+system-deps:
+	@command -v promtool >/dev/null || { \
+	  echo "Installing promtool (Debian package prometheus)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
+test: setup system-deps
 	$(BIN)/pytest
 
 lint: setup
