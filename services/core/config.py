@@ -8,7 +8,7 @@ from services.core.db import database_url, start_embedded_postgres
 
 EMBEDDED_DATA_DIR = Path(__file__).resolve().parents[2] / "var" / "pgdata"
 
-# Which services each service sends events to (its outbox destinations).
+# Every service that may receive events; KANBAN_<NAME>_ADDR says where it listens.
 PEERS = ("orders", "stations", "stock", "alerts")
 
 

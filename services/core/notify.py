@@ -22,6 +22,7 @@ class Notifications:
         self._url = url
         self._channel = channel
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.closed = False
 
     async def run(self) -> None:
         while True:
@@ -49,6 +50,11 @@ class Notifications:
     def _on_notify(self, _conn: object, _pid: int, _channel: str, key: str) -> None:
         for event in self._waiters.get(key, ()):
             event.set()
+
+    def close(self) -> None:
+        """Tells waiters to finish: the process is shutting down."""
+        self.closed = True
+        self._wake_all()
 
     def _wake_all(self) -> None:
         for events in self._waiters.values():

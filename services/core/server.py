@@ -29,6 +29,9 @@ class Mounted:
 
     service_names: list[str]
     background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
+    # Called as shutdown begins: endless streams end, so clients reconnect to
+    # another replica instead of holding this one for the whole grace period.
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
 
 Mount = Callable[[grpc.aio.Server, Database, Settings], Awaitable[Mounted]]
@@ -69,6 +72,7 @@ class RunningService:
         server: grpc.aio.Server,
         port: int,
         health_servicer: health.aio.HealthServicer,
+        mounted: Mounted,
         tasks: list[asyncio.Task[None]],
     ) -> None:
         self.spec = spec
@@ -78,11 +82,14 @@ class RunningService:
         self.port = port
         self.address = f"localhost:{port}"
         self._health = health_servicer
+        self._mounted = mounted
         self._tasks = tasks
 
     async def stop(self, grace: float | None = None) -> None:
         # Load balancers and probes see NOT_SERVING first; in-flight calls then finish.
         await self._health.enter_graceful_shutdown()
+        for hook in self._mounted.on_stop:
+            hook()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         for task in self._tasks:
             task.cancel()
@@ -114,7 +121,7 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("service_started", grpc_port=port)
-    return RunningService(spec, settings, db, server, port, health_servicer, tasks)
+    return RunningService(spec, settings, db, server, port, health_servicer, mounted, tasks)
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:

@@ -290,7 +290,7 @@ async def watch_signals(
     after_sequence: int,
     heartbeat_seconds: float,
 ) -> AsyncIterator[Signal | Heartbeat]:
-    """Open signals after the cursor, then new ones as they are raised, forever."""
+    """Open signals after the cursor, then new ones as they are raised, until shutdown."""
     require_id("site_id", site_id)
     require_id("station_id", station_id)
     if after_sequence < 0:
@@ -299,7 +299,8 @@ async def watch_signals(
     async with db.pool.acquire() as conn:
         await storage.require_station(conn, site_id, station_id)
     with notifications.subscribe(f"{site_id}/{station_id}") as raised:
-        while True:
+        # Ends at shutdown; the terminal reconnects, to another replica, from its cursor.
+        while not notifications.closed:
             # Cleared before reading, so a signal raised meanwhile wakes the next round.
             raised.clear()
             async with db.pool.acquire() as conn:

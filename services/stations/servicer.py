@@ -261,4 +261,5 @@ async def mount(server: grpc.aio.Server, db: Database, settings: Settings) -> Mo
     return Mounted(
         service_names=[pb.DESCRIPTOR.services_by_name["StationsService"].full_name],
         background=[notifications.run(), refresh_gauges(db, settings.gauge_refresh_seconds)],
+        on_stop=[notifications.close],
     )

@@ -73,3 +73,22 @@ async def test_creating_what_exists_returns_it_unless_the_content_differs(stack,
     bigger_loop = await refused(line.create_loop("P", "PART", "STAMP", "WELD", 9, 500))
     assert bigger_loop.code == grpc.StatusCode.ALREADY_EXISTS
     assert len(await line.cards("P")) == 3
+
+
+async def test_a_retried_loop_creation_returns_the_same_loop_and_cards(stack, line):
+    request = pb.CreateLoopRequest(
+        request_id="loop-once",
+        site_id=line.site_id,
+        loop_id="R",
+        item_id="PART",
+        supplier_station_id="STAMP",
+        consumer_station_id="WELD",
+        supermarket_location_id="SM-R",
+        container_quantity=5,
+        card_count=2,
+    )
+    first = await stack.stations.CreateLoop(request)
+    again = await stack.stations.CreateLoop(request)
+
+    assert again == first
+    assert [c.card_code for c in again.cards] == ["R-001", "R-002"]

@@ -122,3 +122,20 @@ async def test_a_scan_on_one_replica_reaches_a_terminal_on_another(stack, line, 
     finally:
         await channel.close()
         await replica.stop(0.5)
+
+
+async def test_shutdown_ends_signal_streams_so_terminals_reconnect(stack, line, database_url):
+    replica = await start_service(
+        STATIONS, fast_settings(database_url, peers={"stock": stack.stock_service.address})
+    )
+    channel = grpc.aio.insecure_channel(replica.address)
+    try:
+        stub = stations_pb2_grpc.StationsServiceStub(channel)
+        call = stub.WatchSignals(pb.WatchSignalsRequest(site_id=line.site_id, station_id="STAMP"))
+        assert (await call.read()).HasField("heartbeat")
+
+        await asyncio.wait_for(replica.stop(grace=30), 10)
+
+        assert await call.code() == grpc.StatusCode.OK
+    finally:
+        await channel.close()
