@@ -8,102 +8,50 @@ from tests.conftest import new_id, refused
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
-# (rpc, request fields, the field at fault); site_id "{site}" is the test's site.
+
+def scan(**fields):
+    return dict(request_id="r", station_id="WELD", card_code="P-001") | fields
+
+
+def complete(**fields):
+    return dict(request_id="r", station_id="STAMP", card_code="P-001", lot_id="L", quantity=5) | (
+        fields
+    )
+
+
+def loop(**fields):
+    return (
+        dict(
+            request_id="r",
+            loop_id="Z",
+            item_id="PART",
+            supplier_station_id="STAMP",
+            consumer_station_id="WELD",
+            supermarket_location_id="SM",
+            container_quantity=5,
+            card_count=1,
+        )
+        | fields
+    )
+
+
+# (rpc, request fields, the field at fault); every request is for the test's site.
 CASES = [
-    ("ScanCard", dict(request_id="", station_id="WELD", card_code="P-001"), "request_id"),
-    ("ScanCard", dict(request_id="r", station_id="", card_code="P-001"), "station_id"),
-    ("ScanCard", dict(request_id="r", station_id="WELD", card_code=""), "card_code"),
-    ("ScanCard", dict(request_id="r", station_id="WELD", card_code="P 001;--"), "card_code"),
-    ("ScanCard", dict(request_id="r", station_id="WELD", card_code="Ж" * 70), "card_code"),
-    ("ScanCard", dict(request_id="r" * 500, station_id="WELD", card_code="P-001"), "request_id"),
+    ("ScanCard", scan(request_id=""), "request_id"),
+    ("ScanCard", scan(request_id="r" * 500), "request_id"),
+    ("ScanCard", scan(station_id=""), "station_id"),
+    ("ScanCard", scan(card_code=""), "card_code"),
+    ("ScanCard", scan(card_code="P 001;--"), "card_code"),
+    ("ScanCard", scan(card_code="Ж" * 70), "card_code"),
     ("StartSignal", dict(request_id="r", station_id="STAMP", card_code="bad code"), "card_code"),
-    (
-        "CompleteCard",
-        dict(request_id="r", station_id="STAMP", card_code="P-001", lot_id="L", quantity=0),
-        "quantity",
-    ),
-    (
-        "CompleteCard",
-        dict(request_id="r", station_id="STAMP", card_code="P-001", lot_id="L", quantity=-5),
-        "quantity",
-    ),
-    (
-        "CompleteCard",
-        dict(request_id="r", station_id="STAMP", card_code="P-001", lot_id="", quantity=5),
-        "lot_id",
-    ),
-    (
-        "CreateLoop",
-        dict(
-            request_id="r",
-            loop_id="Z",
-            item_id="PART",
-            supplier_station_id="STAMP",
-            consumer_station_id="STAMP",
-            supermarket_location_id="SM",
-            container_quantity=5,
-            card_count=1,
-        ),
-        "consumer_station_id",
-    ),
-    (
-        "CreateLoop",
-        dict(
-            request_id="r",
-            loop_id="Z",
-            item_id="PART",
-            supplier_station_id="STAMP",
-            consumer_station_id="WELD",
-            supermarket_location_id="SM",
-            container_quantity=0,
-            card_count=1,
-        ),
-        "container_quantity",
-    ),
-    (
-        "CreateLoop",
-        dict(
-            request_id="r",
-            loop_id="Z",
-            item_id="PART",
-            supplier_station_id="STAMP",
-            consumer_station_id="WELD",
-            supermarket_location_id="SM",
-            container_quantity=5,
-            card_count=-1,
-        ),
-        "card_count",
-    ),
-    (
-        "CreateLoop",
-        dict(
-            request_id="r",
-            loop_id="Z",
-            item_id="PART",
-            supplier_station_id="STAMP",
-            consumer_station_id="WELD",
-            supermarket_location_id="SM",
-            container_quantity=5,
-            card_count=1,
-            initial_card_state=pb.CARD_STATE_IN_PROCESS,
-        ),
-        "initial_card_state",
-    ),
-    (
-        "CreateLoop",
-        dict(
-            request_id="r",
-            loop_id="Z",
-            item_id="PART",
-            supplier_station_id="STAMP",
-            consumer_station_id="WELD",
-            supermarket_location_id="SM",
-            container_quantity=5,
-            card_count=1,
-            initial_card_state=42,
-        ),
-        "initial_card_state",
-    ),
+    ("CompleteCard", complete(quantity=0), "quantity"),
+    ("CompleteCard", complete(quantity=-5), "quantity"),
+    ("CompleteCard", complete(lot_id=""), "lot_id"),
+    ("CreateLoop", loop(consumer_station_id="STAMP"), "consumer_station_id"),
+    ("CreateLoop", loop(container_quantity=0), "container_quantity"),
+    ("CreateLoop", loop(card_count=-1), "card_count"),
+    ("CreateLoop", loop(initial_card_state=pb.CARD_STATE_IN_PROCESS), "initial_card_state"),
+    ("CreateLoop", loop(initial_card_state=42), "initial_card_state"),
     ("ListLoops", dict(page_size=-1), "page_size"),
     ("ListLoops", dict(page_token="not-a-token"), "page_token"),
     ("WatchSignals", dict(station_id="STAMP", after_sequence=-1), "after_sequence"),
@@ -136,60 +84,31 @@ async def _first_message(call):
         return message
 
 
+PRECONDITION = "FAILED_PRECONDITION"
+
+
 @pytest.mark.parametrize(
     ("rpc", "fields", "code", "reason"),
     [
-        ("ScanCard", dict(station_id="WELD", card_code="NOPE-001"), "NOT_FOUND", "CARD_NOT_FOUND"),
-        (
-            "ScanCard",
-            dict(station_id="ASSY", card_code="P-001"),
-            "FAILED_PRECONDITION",
-            "WRONG_STATION",
-        ),
-        (
-            "ScanCard",
-            dict(station_id="STAMP", card_code="P-001"),
-            "FAILED_PRECONDITION",
-            "WRONG_STATION",
-        ),
+        ("ScanCard", scan(card_code="NOPE-001"), "NOT_FOUND", "CARD_NOT_FOUND"),
+        ("ScanCard", scan(station_id="ASSY"), PRECONDITION, "WRONG_STATION"),
+        ("ScanCard", scan(station_id="STAMP"), PRECONDITION, "WRONG_STATION"),
         (
             "StartSignal",
             dict(station_id="STAMP", card_code="P-001"),
-            "FAILED_PRECONDITION",
+            PRECONDITION,
             "INVALID_CARD_STATE",
         ),
-        (
-            "StartSignal",
-            dict(station_id="WELD", card_code="P-001"),
-            "FAILED_PRECONDITION",
-            "WRONG_STATION",
-        ),
+        ("StartSignal", dict(station_id="WELD", card_code="P-001"), PRECONDITION, "WRONG_STATION"),
         ("StartSignal", dict(station_id="NOBODY"), "NOT_FOUND", "STATION_NOT_FOUND"),
-        (
-            "CompleteCard",
-            dict(station_id="WELD", card_code="P-001", lot_id="L", quantity=1),
-            "FAILED_PRECONDITION",
-            "WRONG_STATION",
-        ),
-        (
-            "CreateLoop",
-            dict(
-                loop_id="Z",
-                item_id="NOPE",
-                supplier_station_id="STAMP",
-                consumer_station_id="WELD",
-                supermarket_location_id="SM",
-                container_quantity=5,
-                card_count=1,
-            ),
-            "NOT_FOUND",
-            "ITEM_NOT_FOUND",
-        ),
+        ("CompleteCard", complete(station_id="WELD"), PRECONDITION, "WRONG_STATION"),
+        ("CreateLoop", loop(item_id="NOPE"), "NOT_FOUND", "ITEM_NOT_FOUND"),
     ],
 )
 async def test_requests_the_state_refuses_say_why(stack, line, rpc, fields, code, reason):
     before = await snapshot(stack, line)
-    request = getattr(pb, f"{rpc}Request")(request_id=new_id("r"), site_id=line.site_id, **fields)
+    fields = fields | {"request_id": new_id("r"), "site_id": line.site_id}
+    request = getattr(pb, f"{rpc}Request")(**fields)
 
     refusal = await refused(getattr(stack.stations, rpc)(request))
 
