@@ -30,5 +30,4 @@ async def enqueue(
             for d in destinations
         ],
     )
-    schema = await conn.fetchval("SELECT current_schema()")
-    await conn.execute("SELECT pg_notify($1, '')", CHANNEL_PREFIX + schema)
+    await conn.execute("SELECT pg_notify($1 || current_schema(), '')", CHANNEL_PREFIX)
