@@ -24,6 +24,9 @@ log = structlog.get_logger()
 
 BATCH_SIZE = 200
 MAX_BACKOFF_SECONDS = 5.0
+# gRPC's own reconnect backoff grows to two minutes; after a long outage of the
+# destination, delivery should resume within seconds of its return.
+_RECONNECT = [("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_SECONDS * 1000))]
 
 
 class Relay:
@@ -53,7 +56,7 @@ class Relay:
 
     async def _deliver_forever(self, destination: str, address: str) -> None:
         backoff = 0.1
-        async with grpc.aio.insecure_channel(address) as channel:
+        async with grpc.aio.insecure_channel(address, options=_RECONNECT) as channel:
             stub = events_pb2_grpc.EventSinkServiceStub(channel)
             with self._notifications.subscribe("") as wake:
                 while True:

@@ -6,9 +6,13 @@ import os
 import signal
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -59,6 +63,7 @@ class ServiceProcess:
         self.name = name
         self.port = free_port()
         self.address = f"localhost:{self.port}"
+        self.metrics_port = free_port()
         self.log_dir = log_dir
         self.env = self._environment(database_url, peers or {})
         self.process: asyncio.subprocess.Process | None = None
@@ -74,6 +79,7 @@ class ServiceProcess:
         env.update(
             DATABASE_URL=database_url,
             KANBAN_GRPC_PORT=str(self.port),
+            KANBAN_METRICS_PORT=str(self.metrics_port),
             KANBAN_HEARTBEAT_SECONDS="0.5",
             KANBAN_SHUTDOWN_GRACE_SECONDS="1",
             KANBAN_LOG_LEVEL="INFO",
@@ -90,11 +96,14 @@ class ServiceProcess:
     def log_path(self) -> Path:
         return self.log_dir / f"{self.name}-{self.starts}.log"
 
+    def _new_log(self) -> BinaryIO:
+        return open(self.log_path, "wb")
+
     async def start(self) -> "ServiceProcess":
         """Starts the process and returns once its health check says SERVING."""
         assert not self.running, f"{self.name} is already running"
         self.starts += 1
-        with open(self.log_path, "wb") as log:
+        with self._new_log() as log:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -152,6 +161,23 @@ class Launcher:
 
     async def close(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.services), return_exceptions=True)
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_url: str) -> str:
+    """A database of their own on the test server.
+
+    Replicas of stations share its outbox: the in-process stations of
+    tests/integration would otherwise relay these tests' events to its own stock,
+    and the tests would not see what they kill.
+    """
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
 
 
 @pytest.fixture
