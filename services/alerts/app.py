@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.alerts.servicer import mount
+from services.alerts.servicer import assemble
 from services.core.server import ServiceSpec
 
-SPEC = ServiceSpec(name="alerts", directory=Path(__file__).parent, mount=mount)
+SPEC = ServiceSpec(name="alerts", directory=Path(__file__).parent, assemble=assemble)

@@ -1,11 +1,9 @@
 """gRPC face of the alerts service. Until its issue lands it serves health only."""
 
-import grpc
-
 from services.core.config import Settings
 from services.core.db import Database
-from services.core.server import Mounted
+from services.core.server import Components
 
 
-async def mount(server: grpc.aio.Server, db: Database, settings: Settings) -> Mounted:
-    return Mounted(service_names=[])
+def assemble(db: Database, settings: Settings) -> Components:
+    return Components(servicers=[], service_names=[])

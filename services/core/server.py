@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,16 @@ from services.core.relay import Relay
 log = structlog.get_logger()
 
 
-@dataclass
-class Mounted:
-    """What a service put on the server: its gRPC service names and background work."""
+# A generated add_<Name>Servicer_to_server function and the servicer it adds.
+Registration = tuple[Callable[[Any, grpc.aio.Server], None], object]
 
+
+@dataclass
+class Components:
+    """What a service brings to its server: servicers, background work, shutdown hooks."""
+
+    servicers: list[Registration]
+    # Full names of the gRPC services, for health and reflection.
     service_names: list[str]
     background: list[Coroutine[Any, Any, None]] = field(default_factory=list)
     # Called as shutdown begins: endless streams end, so clients reconnect to
@@ -34,31 +40,28 @@ class Mounted:
     on_stop: list[Callable[[], None]] = field(default_factory=list)
 
 
-Mount = Callable[[grpc.aio.Server, Database, Settings], Awaitable[Mounted]]
-
-
 @dataclass(frozen=True)
 class ServiceSpec:
     name: str
     # The service's folder: its migrations are under it.
     directory: Path
-    # Adds the servicers; lives in the service's servicer module.
-    mount: Mount
+    # Builds the components; lives in the service's servicer module.
+    assemble: Callable[[Database, Settings], Components]
     # Services this one sends events to.
     destinations: tuple[str, ...] = ()
 
 
-async def build_server(
-    spec: ServiceSpec, db: Database, settings: Settings
-) -> tuple[grpc.aio.Server, int, Mounted, health.aio.HealthServicer]:
+def build_server(
+    components: Components, health_servicer: health.aio.HealthServicer, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server with the service's servicers, health and reflection; port 0 picks one."""
     server = grpc.aio.server(interceptors=[ObservabilityInterceptor()])
-    mounted = await spec.mount(server, db, settings)
-    health_servicer = health.aio.HealthServicer()
+    for add_to_server, servicer in components.servicers:
+        add_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [*mounted.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    names = [*components.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"[::]:{settings.grpc_port}")
-    return server, port, mounted, health_servicer
+    return server, server.add_insecure_port(f"[::]:{port}")
 
 
 class RunningService:
@@ -72,7 +75,7 @@ class RunningService:
         server: grpc.aio.Server,
         port: int,
         health_servicer: health.aio.HealthServicer,
-        mounted: Mounted,
+        components: Components,
         tasks: list[asyncio.Task[None]],
     ) -> None:
         self.spec = spec
@@ -82,13 +85,13 @@ class RunningService:
         self.port = port
         self.address = f"localhost:{port}"
         self._health = health_servicer
-        self._mounted = mounted
+        self._components = components
         self._tasks = tasks
 
     async def stop(self, grace: float | None = None) -> None:
         # Load balancers and probes see NOT_SERVING first; in-flight calls then finish.
         await self._health.enter_graceful_shutdown()
-        for hook in self._mounted.on_stop:
+        for hook in self._components.on_stop:
             hook()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
         for task in self._tasks:
@@ -104,8 +107,10 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
         applied = await migrate(conn, spec.name, spec.directory)
     if applied:
         log.info("migrated", versions=applied)
-    server, port, mounted, health_servicer = await build_server(spec, db, settings)
-    background = list(mounted.background)
+    components = spec.assemble(db, settings)
+    health_servicer = health.aio.HealthServicer()
+    server, port = build_server(components, health_servicer, settings.grpc_port)
+    background = list(components.background)
     if spec.destinations:
         missing = [d for d in spec.destinations if d not in settings.peers]
         if missing:
@@ -117,11 +122,11 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
         background.append(relay.run())
     tasks = [asyncio.create_task(_logged(c)) for c in background]
     await server.start()
-    for name in mounted.service_names:
+    for name in components.service_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("service_started", grpc_port=port)
-    return RunningService(spec, settings, db, server, port, health_servicer, mounted, tasks)
+    return RunningService(spec, settings, db, server, port, health_servicer, components, tasks)
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:

@@ -3,6 +3,6 @@
 from pathlib import Path
 
 from services.core.server import ServiceSpec
-from services.orders.servicer import mount
+from services.orders.servicer import assemble
 
-SPEC = ServiceSpec(name="orders", directory=Path(__file__).parent, mount=mount)
+SPEC = ServiceSpec(name="orders", directory=Path(__file__).parent, assemble=assemble)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 from services.core.server import ServiceSpec
 from services.stations.service import DESTINATIONS
-from services.stations.servicer import mount
+from services.stations.servicer import assemble
 
 SPEC = ServiceSpec(
-    name="stations", directory=Path(__file__).parent, mount=mount, destinations=DESTINATIONS
+    name="stations", directory=Path(__file__).parent, assemble=assemble, destinations=DESTINATIONS
 )

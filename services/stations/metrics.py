@@ -1,7 +1,5 @@
 """The stations service's domain metrics."""
 
-import asyncio
-
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core.db import Database
@@ -83,14 +81,11 @@ def publish(site_id: str, board: Board) -> None:
         OPEN_SIGNALS.labels(site_id, station.station_id).set(station.open_signals)
 
 
-async def refresh_gauges(db: Database, interval_seconds: float) -> None:
+async def refresh_gauges(db: Database) -> None:
     """Gauges come from the database, so every replica reports the same truth."""
-    while True:
-        async with db.pool.acquire() as conn:
-            statuses = await storage.loop_statuses(conn, None)
-            sites = sorted({s.loop.site_id for s in statuses})
-            for site_id in sites:
-                counts = await storage.open_signal_counts(conn, site_id)
-                loops = [s for s in statuses if s.loop.site_id == site_id]
-                publish(site_id, Board.of(loops, counts))
-        await asyncio.sleep(interval_seconds)
+    async with db.pool.acquire() as conn:
+        statuses = await storage.loop_statuses(conn, None)
+        for site_id in sorted({s.loop.site_id for s in statuses}):
+            counts = await storage.open_signal_counts(conn, site_id)
+            loops = [s for s in statuses if s.loop.site_id == site_id]
+            publish(site_id, Board.of(loops, counts))

@@ -2,8 +2,8 @@
 
 from collections.abc import AsyncIterator
 from datetime import datetime
+from functools import partial
 
-import grpc
 from google.protobuf import timestamp_pb2
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
@@ -12,7 +12,8 @@ from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
 from services.core.notify import Notifications
-from services.core.server import Mounted
+from services.core.periodic import every
+from services.core.server import Components
 from services.stations import commands, service, storage
 from services.stations.domain import Board, Card, CardState, Item, Loop, Signal, Site, Station
 from services.stations.metrics import refresh_gauges
@@ -253,13 +254,19 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
         return _board(await service.get_board(self._db, request.site_id))
 
 
-async def mount(server: grpc.aio.Server, db: Database, settings: Settings) -> Mounted:
+def assemble(db: Database, settings: Settings) -> Components:
     notifications = Notifications(settings.database_url, storage.SIGNALS_CHANNEL)
-    stations_pb2_grpc.add_StationsServiceServicer_to_server(
-        StationsServicer(db, notifications, settings), server
-    )
-    return Mounted(
+    return Components(
+        servicers=[
+            (
+                stations_pb2_grpc.add_StationsServiceServicer_to_server,
+                StationsServicer(db, notifications, settings),
+            )
+        ],
         service_names=[pb.DESCRIPTOR.services_by_name["StationsService"].full_name],
-        background=[notifications.run(), refresh_gauges(db, settings.gauge_refresh_seconds)],
+        background=[
+            notifications.run(),
+            every(settings.gauge_refresh_seconds, partial(refresh_gauges, db)),
+        ],
         on_stop=[notifications.close],
     )

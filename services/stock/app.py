@@ -3,6 +3,6 @@
 from pathlib import Path
 
 from services.core.server import ServiceSpec
-from services.stock.servicer import mount
+from services.stock.servicer import assemble
 
-SPEC = ServiceSpec(name="stock", directory=Path(__file__).parent, mount=mount)
+SPEC = ServiceSpec(name="stock", directory=Path(__file__).parent, assemble=assemble)

@@ -1,7 +1,5 @@
 """The stock service's domain metrics."""
 
-import asyncio
-
 from prometheus_client import Counter, Gauge
 
 from services.core.db import Database
@@ -24,11 +22,7 @@ MOVEMENTS_REFUSED = Counter(
 )
 
 
-async def refresh_gauges(db: Database, interval_seconds: float) -> None:
-    while True:
-        async with db.pool.acquire() as conn:
-            for row in await storage.on_hand_totals(conn):
-                ON_HAND.labels(row["site_id"], row["location_id"], row["item_id"]).set(
-                    row["on_hand"]
-                )
-        await asyncio.sleep(interval_seconds)
+async def refresh_gauges(db: Database) -> None:
+    async with db.pool.acquire() as conn:
+        for row in await storage.on_hand_totals(conn):
+            ON_HAND.labels(row["site_id"], row["location_id"], row["item_id"]).set(row["on_hand"])
