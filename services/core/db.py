@@ -1,5 +1,6 @@
 """PostgreSQL access: one asyncpg pool per service, pinned to its schema."""
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,8 +56,12 @@ class Database:
         async with self.pool.acquire() as conn, conn.transaction():
             yield conn
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Closes the pool; connections still busy after `timeout` are cut."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except TimeoutError:
+            self.pool.terminate()
 
 
 async def ensure_schema(url: str, schema: str) -> None:

@@ -17,7 +17,7 @@ from services.core.db import start_embedded_postgres
 from services.devstack.layout import apply_layout, load_layout
 
 ROOT = Path(__file__).resolve().parents[2]
-LOGS = ROOT / "var"
+LOGS = Path(os.environ.get("KANBAN_LOG_DIR", ROOT / "var"))
 SERVICES = ("stations", "stock", "orders", "alerts")
 GRPC_BASE = int(os.environ.get("KANBAN_GRPC_BASE_PORT", "50051"))
 METRICS_BASE = int(os.environ.get("KANBAN_METRICS_BASE_PORT", "9461"))
@@ -99,7 +99,7 @@ Ctrl-C stops everything."""
 
 
 def main() -> None:
-    LOGS.mkdir(exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
     database_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(EMBEDDED_DATA_DIR)
     # SIGTERM stops us like Ctrl-C does: through the finally below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -117,8 +117,12 @@ def main() -> None:
     finally:
         for child in children.values():
             child.terminate()
-        for child in children.values():
-            child.wait(timeout=30)
+        for name, child in children.items():
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"{name} did not stop within 30 s; killed it", flush=True)
+                child.kill()
         print("Stopped.", flush=True)
 
 
