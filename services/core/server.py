@@ -1,7 +1,6 @@
 """The one way to run a service: database, migrations, gRPC server, background work."""
 
 import asyncio
-import contextlib
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -87,6 +86,15 @@ class RunningService:
         self._health = health_servicer
         self._components = components
         self._tasks = tasks
+        # Set when background work (the relay, say) died: the process should exit
+        # and be restarted rather than serve on without it.
+        self.failed = asyncio.Event()
+        for task in tasks:
+            task.add_done_callback(self._check_background)
+
+    def _check_background(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.failed.set()
 
     async def stop(self, grace: float | None = None) -> None:
         # Load balancers and probes see NOT_SERVING first; in-flight calls then finish.
@@ -130,7 +138,7 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:
-    """Background work should run forever; if it dies, say so loudly."""
+    """Background work runs until cancelled; if it dies, say so loudly."""
     try:
         await work
     except asyncio.CancelledError:
@@ -156,7 +164,11 @@ async def _serve(spec: ServiceSpec, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
-    with contextlib.suppress(asyncio.CancelledError):
-        await stopping.wait()
-    log.info("service_stopping")
+    waits = [asyncio.create_task(e.wait()) for e in (stopping, service.failed)]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+    log.info("service_stopping", background_failed=service.failed.is_set())
     await service.stop()
+    if service.failed.is_set():
+        raise SystemExit(1)

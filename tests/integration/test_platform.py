@@ -16,7 +16,7 @@ from kanban.stations.v1 import stations_pb2_grpc
 
 from services.core import metrics
 from services.core.migrations import migrate
-from services.core.server import start_service
+from services.core.server import Components, ServiceSpec, start_service
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
 from tests.conftest import Line, fast_settings, new_id
@@ -137,3 +137,18 @@ async def test_shutdown_stops_serving_first_and_lets_calls_in_flight_finish(
     finally:
         await blocker.close()
         await channel.close()
+
+
+async def test_a_service_whose_background_work_dies_says_it_failed(database_url):
+    async def broken() -> None:
+        raise RuntimeError("the relay fell over")
+
+    def assemble(db, settings) -> Components:
+        return Components(servicers=[], service_names=[], background=[broken()])
+
+    spec = ServiceSpec(name="broken", directory=STOCK.directory, assemble=assemble)
+    service = await start_service(spec, fast_settings(database_url))
+    try:
+        await asyncio.wait_for(service.failed.wait(), 10)
+    finally:
+        await service.stop(0)
