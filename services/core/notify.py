@@ -36,7 +36,7 @@ class Notifications:
                 await self._listen(conn)
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.close()
+                    await conn.close(timeout=2)
 
     async def _listen(self, conn: asyncpg.Connection) -> None:
         """Returns when the connection is lost."""
