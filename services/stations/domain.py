@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.core.errors import FailedPrecondition
-from services.core.events import CardEmptied, CardFilled
+from services.core.events import CardEmptied, CardFilled, LoopDefined
 
 OVERPRODUCTION_BLOCKED = "OVERPRODUCTION_BLOCKED"
 WRONG_STATION = "WRONG_STATION"
@@ -74,6 +74,18 @@ class Loop:
     def opening_lot_id(self) -> str:
         """The lot of the containers a loop starts with when its cards start FULL."""
         return f"{self.loop_id}-OPENING"
+
+    def defined(self, initial_state: "CardState") -> LoopDefined:
+        """What stock learns of a new loop: its supermarket's cap and what is already in it."""
+        full = initial_state is CardState.FULL
+        return LoopDefined(
+            loop_id=self.loop_id,
+            item_id=self.item_id,
+            location_id=self.supermarket_location_id,
+            cap_units=self.cap_units,
+            opening_lot_id=self.opening_lot_id if full else "",
+            opening_units=self.cap_units if full else 0,
+        )
 
     def card_codes(self) -> list[str]:
         return [f"{self.loop_id}-{n:03d}" for n in range(1, self.card_count + 1)]

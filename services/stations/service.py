@@ -10,7 +10,6 @@ import asyncpg
 from services.core import outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from services.core.events import LoopDefined
 from services.core.idempotency import run_once
 from services.core.notify import Notifications
 from services.core.paging import decode_token, encode_token
@@ -129,22 +128,14 @@ async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
         now = _now()
         cards = loop.new_cards(cmd.initial_card_state, now)
         await storage.insert_cards(conn, cards)
-        full = cmd.initial_card_state is CardState.FULL
         await outbox.enqueue(
             conn,
             site_id=loop.site_id,
             destinations=DESTINATIONS,
-            payload=LoopDefined(
-                loop_id=loop.loop_id,
-                item_id=loop.item_id,
-                location_id=loop.supermarket_location_id,
-                cap_units=loop.cap_units,
-                opening_lot_id=loop.opening_lot_id if full else "",
-                opening_units=loop.cap_units if full else 0,
-            ),
+            payload=loop.defined(cmd.initial_card_state),
             occurred_at=now,
         )
-        if not full:
+        if cmd.initial_card_state is CardState.EMPTY:
             for card in cards:
                 await _raise_signal(conn, loop, card, now)
         return LoopWithCards(loop, cards)

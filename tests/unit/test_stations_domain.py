@@ -337,3 +337,14 @@ def test_random_walk_never_holds_more_than_the_cap(seed):
         assert all(c.quantity == 0 for c in cards if c.state is not CardState.FULL)
 
     assert all(n > 0 for n in done.values()), done
+
+
+def test_a_loop_defined_full_tells_stock_its_cap_and_opening_stock():
+    defined = LOOP.defined(CardState.FULL)
+    assert (defined.location_id, defined.item_id, defined.cap_units) == ("SM-1", "BRACKET", 30)
+    assert (defined.opening_lot_id, defined.opening_units) == ("L1-OPENING", 30)
+
+
+def test_a_loop_defined_empty_has_no_opening_stock():
+    defined = LOOP.defined(CardState.EMPTY)
+    assert (defined.opening_lot_id, defined.opening_units) == ("", 0)
