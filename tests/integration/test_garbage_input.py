@@ -70,7 +70,7 @@ async def test_garbage_gets_a_deliberate_status(stack, line, service_name, metho
     module = stations_pb2 if service_name == "StationsService" else stock_pb2
     request_type = getattr(module, method.input_type.name)
     rng = random.Random(method.name)
-    seen = {}
+    seen: dict[grpc.StatusCode, int] = {}
     for _ in range(REQUESTS_PER_RPC):
         request = garbage(request_type, rng, line.site_id)
         call = getattr(stub, method.name)(request, timeout=30)
