@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
 from services.core.config import Settings
 from services.core.server import RunningService, start_service
+from services.orders.app import SPEC as ORDERS
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
 
@@ -47,14 +49,18 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
 
 
 class Stack:
-    """Stock and stations running in this process, on free ports."""
+    """Stock, orders and stations running in this process, on free ports."""
 
-    def __init__(self, stock: RunningService, stations: RunningService) -> None:
+    def __init__(
+        self, stock: RunningService, orders: RunningService, stations: RunningService
+    ) -> None:
         self.stock_service = stock
+        self.orders_service = orders
         self.stations_service = stations
         self.channels = [
             grpc.aio.insecure_channel(stations.address),
             grpc.aio.insecure_channel(stock.address),
+            grpc.aio.insecure_channel(orders.address),
         ]
         self.stations = stations_pb2_grpc.StationsServiceStub(self.channels[0])
         self.stock = stock_pb2_grpc.StockServiceStub(self.channels[1])
@@ -62,16 +68,28 @@ class Stack:
     async def close(self) -> None:
         for channel in self.channels:
             await channel.close()
-        await self.stations_service.stop(0.5)
-        await self.stock_service.stop(0.5)
+        for service in (self.stations_service, self.orders_service, self.stock_service):
+            await service.stop(0.5)
+
+
+def free_port() -> int:
+    """A port nothing listens on now: bound to port 0, then released for the taker."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
 
 
 async def start_stack(database_url: str) -> Stack:
-    stock = await start_service(STOCK, fast_settings(database_url))
-    stations = await start_service(
-        STATIONS, fast_settings(database_url, peers={"stock": stock.address})
-    )
-    return Stack(stock, stations)
+    # Orders and stations send each other events, so both addresses are fixed first.
+    ports = {name: free_port() for name in ("stock", "orders", "stations")}
+    peers = {name: f"localhost:{port}" for name, port in ports.items()}
+    running = [
+        await start_service(
+            spec, fast_settings(database_url, grpc_port=ports[spec.name], peers=peers)
+        )
+        for spec in (STOCK, ORDERS, STATIONS)
+    ]
+    return Stack(*running)
 
 
 @pytest.fixture(scope="session")

@@ -2,8 +2,10 @@
 
 import dataclasses
 import re
+import typing
 import uuid
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 from kanban.events.v1 import events_pb2
@@ -12,23 +14,57 @@ from services.core.errors import InvalidArgument
 from services.core.events import PAYLOAD_TYPES, Payload
 from services.core.inbox import ReceivedEvent
 
+T = TypeVar("T")
+
 
 def _oneof_field(cls: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
 
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _to_message(value: Any) -> Any:
+    """A dataclass as the events_pb2 message of the same name."""
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(value):
+        item = getattr(value, field.name)
+        if isinstance(item, datetime):
+            fields[field.name] = _timestamp(item)
+        elif isinstance(item, list):
+            fields[field.name] = [_to_message(element) for element in item]
+        else:
+            fields[field.name] = item
+    return getattr(events_pb2, type(value).__name__)(**fields)
+
+
+def _from_message(cls: type[T], message: Any) -> T:
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        item, hint = getattr(message, field.name), hints[field.name]
+        if hint is datetime:
+            fields[field.name] = item.ToDatetime(tzinfo=UTC)
+        elif typing.get_origin(hint) is list:
+            (element,) = typing.get_args(hint)
+            fields[field.name] = [_from_message(element, m) for m in item]
+        else:
+            fields[field.name] = item
+    return cls(**fields)
+
+
 def to_proto(
     event_id: str, site_id: str, source: str, occurred_at: datetime, payload: Payload
 ) -> events_pb2.Event:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(occurred_at)
-    message = getattr(events_pb2, type(payload).__name__)(**dataclasses.asdict(payload))
     return events_pb2.Event(
         event_id=event_id,
         site_id=site_id,
         source=source,
-        occurred_at=stamp,
-        **{_oneof_field(type(payload)): message},
+        occurred_at=_timestamp(occurred_at),
+        **{_oneof_field(type(payload)): _to_message(payload)},
     )
 
 
@@ -42,7 +78,7 @@ def from_proto(event: events_pb2.Event) -> ReceivedEvent:
         raise InvalidArgument("events.payload", "is empty or of a kind this service does not know")
     message = getattr(event, field)
     cls = PAYLOAD_TYPES[type(message).DESCRIPTOR.name]
-    payload = cls(**{f.name: getattr(message, f.name) for f in dataclasses.fields(cls)})
+    payload = _from_message(cls, message)
     return ReceivedEvent(
         event_id=event.event_id,
         site_id=event.site_id,

@@ -5,6 +5,7 @@ stores them, the relay sends them, receivers get them back as these classes.
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,52 @@ class CardFilled:
     supplier_station_id: str
 
 
-Payload = LoopDefined | CardEmptied | CardFilled
+@dataclass(frozen=True)
+class ReleasedInstruction:
+    instruction_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderReleased:
+    erp_order_id: str
+    item_id: str
+    pacemaker_station_id: str
+    location_id: str
+    due_time: datetime
+    priority: int
+    instructions: list[ReleasedInstruction]
+
+
+@dataclass(frozen=True)
+class OrderReduced:
+    erp_order_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class InstructionCompleted:
+    erp_order_id: str
+    instruction_id: str
+    item_id: str
+    location_id: str
+    lot_id: str
+    quantity: int
+    station_id: str
+
+
+Payload = (
+    LoopDefined | CardEmptied | CardFilled | OrderReleased | OrderReduced | InstructionCompleted
+)
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
-    cls.__name__: cls for cls in (LoopDefined, CardEmptied, CardFilled)
+    cls.__name__: cls
+    for cls in (
+        LoopDefined,
+        CardEmptied,
+        CardFilled,
+        OrderReleased,
+        OrderReduced,
+        InstructionCompleted,
+    )
 }

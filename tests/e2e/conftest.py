@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +16,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30.0
 STOP_SECONDS = 10.0
@@ -27,13 +28,6 @@ FAST_RECONNECT = [
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
 ]
-
-
-def free_port() -> int:
-    """A port nothing listens on now: bound to port 0, then released for the child."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
