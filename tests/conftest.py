@@ -57,6 +57,8 @@ class Stack:
         self.stock_service = stock
         self.orders_service = orders
         self.stations_service = stations
+        # Where each service listens, as a replica's Settings.peers wants it.
+        self.peers = {s.spec.name: s.address for s in (stock, orders, stations)}
         self.channels = [
             grpc.aio.insecure_channel(stations.address),
             grpc.aio.insecure_channel(stock.address),

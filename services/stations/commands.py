@@ -137,3 +137,37 @@ class CompleteCard:
         require_id("lot_id", self.lot_id)
         # The upper bound is the loop's container quantity, a domain rule.
         require_positive("quantity", self.quantity, maximum=MAX_CONTAINER_QUANTITY * 1000)
+
+
+@dataclass(frozen=True)
+class StartInstruction:
+    request_id: str
+    site_id: str
+    station_id: str
+    # Empty: the most urgent open instruction.
+    instruction_id: str
+
+    def __post_init__(self) -> None:
+        require_request_id(self.request_id)
+        require_id("site_id", self.site_id)
+        require_id("station_id", self.station_id)
+        optional_id("instruction_id", self.instruction_id)
+
+
+@dataclass(frozen=True)
+class CompleteInstruction:
+    request_id: str
+    site_id: str
+    station_id: str
+    instruction_id: str
+    lot_id: str
+    quantity: int
+
+    def __post_init__(self) -> None:
+        require_request_id(self.request_id)
+        require_id("site_id", self.site_id)
+        require_id("station_id", self.station_id)
+        require_id("instruction_id", self.instruction_id)
+        require_id("lot_id", self.lot_id)
+        # The upper bound is the instruction's quantity, a domain rule.
+        require_positive("quantity", self.quantity, maximum=MAX_CONTAINER_QUANTITY * 1000)

@@ -7,17 +7,21 @@ container never holds more than the container quantity, units in the supermarket
 plus units in process never exceed the loop's cap.
 """
 
+import dataclasses
 import enum
 from dataclasses import dataclass
 from datetime import datetime
 
 from services.core.errors import FailedPrecondition
-from services.core.events import CardEmptied, CardFilled, LoopDefined
+from services.core.events import CardEmptied, CardFilled, InstructionCompleted, LoopDefined
 
 OVERPRODUCTION_BLOCKED = "OVERPRODUCTION_BLOCKED"
 WRONG_STATION = "WRONG_STATION"
 INVALID_CARD_STATE = "INVALID_CARD_STATE"
 NO_OPEN_SIGNAL = "NO_OPEN_SIGNAL"
+INSTRUCTION_WITHDRAWN = "INSTRUCTION_WITHDRAWN"
+INVALID_INSTRUCTION_STATE = "INVALID_INSTRUCTION_STATE"
+NO_OPEN_INSTRUCTION = "NO_OPEN_INSTRUCTION"
 
 MAX_CARDS_PER_LOOP = 999
 
@@ -26,6 +30,13 @@ class CardState(enum.Enum):
     FULL = "FULL"
     EMPTY = "EMPTY"
     IN_PROCESS = "IN_PROCESS"
+
+
+class InstructionState(enum.Enum):
+    OPEN = "OPEN"
+    STARTED = "STARTED"
+    COMPLETED = "COMPLETED"
+    WITHDRAWN = "WITHDRAWN"
 
 
 class SignalState(enum.Enum):
@@ -121,7 +132,7 @@ class Card:
 
     def scan(self, loop: Loop, station_id: str, now: datetime) -> CardEmptied:
         """The consumer takes the container out of the supermarket."""
-        _require_station(station_id, loop.consumer_station_id, "consumer", self)
+        _require_station(station_id, loop.consumer_station_id, f"card {self.card_code}", "consumer")
         self._require_state(CardState.FULL, "scan")
         emptied = CardEmptied(
             loop_id=loop.loop_id,
@@ -138,7 +149,7 @@ class Card:
 
     def start(self, loop: Loop, station_id: str, now: datetime) -> None:
         """The supplier starts making the container this card asks for."""
-        _require_station(station_id, loop.supplier_station_id, "supplier", self)
+        _require_station(station_id, loop.supplier_station_id, f"card {self.card_code}", "supplier")
         self._require_state(CardState.EMPTY, "start")
         self.state = CardState.IN_PROCESS
         self.updated_at = now
@@ -147,7 +158,7 @@ class Card:
         self, loop: Loop, station_id: str, lot_id: str, quantity: int, now: datetime
     ) -> CardFilled:
         """The supplier puts the finished container into the supermarket."""
-        _require_station(station_id, loop.supplier_station_id, "supplier", self)
+        _require_station(station_id, loop.supplier_station_id, f"card {self.card_code}", "supplier")
         if self.state is not CardState.IN_PROCESS:
             raise FailedPrecondition(
                 OVERPRODUCTION_BLOCKED,
@@ -188,11 +199,11 @@ class Card:
             )
 
 
-def _require_station(station_id: str, expected: str, role: str, card: Card) -> None:
+def _require_station(station_id: str, expected: str, what: str, role: str) -> None:
     if station_id != expected:
         raise FailedPrecondition(
             WRONG_STATION,
-            f"card {card.card_code} belongs to {role} station {expected}, not {station_id}",
+            f"{what} belongs to {role} station {expected}, not {station_id}",
             {"expected_station_id": expected, "station_id": station_id},
         )
 
@@ -234,6 +245,136 @@ def no_open_signal(station_id: str) -> FailedPrecondition:
     )
 
 
+@dataclass
+class Instruction:
+    """An order's instruction to the pacemaker: make one container of finished goods.
+
+    OPEN -> STARTED -> COMPLETED, or OPEN -> WITHDRAWN when its order shrinks.
+    A row lock serialises these, so no instruction is both withdrawn and made.
+    """
+
+    site_id: str
+    instruction_id: str
+    erp_order_id: str
+    station_id: str
+    item_id: str
+    location_id: str
+    quantity: int
+    due_time: datetime
+    priority: int
+    state: InstructionState
+    sequence: int
+    lot_id: str
+    made_quantity: int
+
+    def start(self, station_id: str) -> None:
+        _require_station(station_id, self.station_id, self._name, "pacemaker")
+        if self.state is InstructionState.WITHDRAWN:
+            raise FailedPrecondition(
+                INSTRUCTION_WITHDRAWN,
+                f"{self._name} was withdrawn: its order no longer needs it; do not produce",
+                {"instruction_id": self.instruction_id, "erp_order_id": self.erp_order_id},
+            )
+        if self.state is not InstructionState.OPEN:
+            raise FailedPrecondition(
+                INVALID_INSTRUCTION_STATE,
+                f"cannot start {self._name}: it is {self.state.value}, not OPEN",
+                {"instruction_state": self.state.value, "instruction_id": self.instruction_id},
+            )
+        self.state = InstructionState.STARTED
+
+    def complete(self, station_id: str, lot_id: str, quantity: int) -> InstructionCompleted:
+        _require_station(station_id, self.station_id, self._name, "pacemaker")
+        if self.state is not InstructionState.STARTED:
+            raise FailedPrecondition(
+                OVERPRODUCTION_BLOCKED,
+                f"{self._name} is {self.state.value}, not STARTED: "
+                "no production without a started order instruction",
+                {"instruction_state": self.state.value, "instruction_id": self.instruction_id},
+            )
+        if quantity > self.quantity:
+            raise FailedPrecondition(
+                OVERPRODUCTION_BLOCKED,
+                f"{quantity} units exceed the {self.quantity} of {self._name}; "
+                "the excess has no order",
+                {
+                    "quantity": str(quantity),
+                    "instruction_quantity": str(self.quantity),
+                    "instruction_id": self.instruction_id,
+                },
+            )
+        self.state, self.lot_id, self.made_quantity = InstructionState.COMPLETED, lot_id, quantity
+        return InstructionCompleted(
+            erp_order_id=self.erp_order_id,
+            instruction_id=self.instruction_id,
+            item_id=self.item_id,
+            location_id=self.location_id,
+            lot_id=lot_id,
+            quantity=quantity,
+            station_id=station_id,
+        )
+
+    @property
+    def planned(self) -> int:
+        """What this instruction will add to its order: made if done, else its quantity."""
+        return {
+            InstructionState.OPEN: self.quantity,
+            InstructionState.STARTED: self.quantity,
+            InstructionState.COMPLETED: self.made_quantity,
+            InstructionState.WITHDRAWN: 0,
+        }[self.state]
+
+    @property
+    def _name(self) -> str:
+        return f"instruction {self.instruction_id}"
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """Tells a pacemaker's terminals to drop an instruction they were sent."""
+
+    instruction: Instruction
+    sequence: int
+
+
+@dataclass(frozen=True)
+class Reduction:
+    withdraw: list[Instruction]
+    # An open instruction to make smaller, and its new quantity.
+    shrink: tuple[Instruction, int] | None
+
+
+def plan_reduction(instructions: list[Instruction], quantity: int) -> Reduction:
+    """Which open instructions an order that now wants `quantity` no longer needs.
+
+    Started and completed ones always count. Open ones are withdrawn latest
+    first while the rest still cover the quantity; the last may shrink instead.
+    """
+    excess = sum(i.planned for i in instructions) - quantity
+    withdraw: list[Instruction] = []
+    shrink = None
+    for instruction in sorted(instructions, key=lambda i: i.instruction_id, reverse=True):
+        if excess <= 0:
+            break
+        if instruction.state is not InstructionState.OPEN:
+            continue
+        if instruction.quantity <= excess:
+            withdraw.append(instruction)
+            excess -= instruction.quantity
+        else:
+            shrink = (instruction, instruction.quantity - excess)
+            excess = 0
+    return Reduction(withdraw, shrink)
+
+
+def no_open_instruction(station_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        NO_OPEN_INSTRUCTION,
+        f"station {station_id} has no open production instruction: no order, do not produce",
+        {"station_id": station_id},
+    )
+
+
 @dataclass(frozen=True)
 class LoopStatus:
     loop: Loop
@@ -255,6 +396,7 @@ class StationStatus:
     in_process_cards: int
     wip_units: int
     cap_units: int
+    open_instructions: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,8 +405,14 @@ class Board:
     stations: list[StationStatus]
 
     @classmethod
-    def of(cls, loops: list[LoopStatus], open_signals: dict[str, int]) -> "Board":
-        """Adds up each supplier station's loops: its output buffer and what it makes."""
+    def of(
+        cls,
+        loops: list[LoopStatus],
+        open_signals: dict[str, int],
+        open_instructions: dict[str, int] | None = None,
+    ) -> "Board":
+        """Adds up each station's loops (its output buffer and what it makes) and orders."""
+        open_instructions = open_instructions or {}
         stations: dict[str, StationStatus] = {}
         for status in loops:
             station_id = status.loop.supplier_station_id
@@ -276,4 +424,7 @@ class Board:
                 wip_units=before.wip_units + status.wip_units,
                 cap_units=before.cap_units + status.loop.cap_units,
             )
+        for station_id, count in open_instructions.items():
+            before = stations.get(station_id, StationStatus(station_id, 0, 0, 0, 0))
+            stations[station_id] = dataclasses.replace(before, open_instructions=count)
         return cls(loops=loops, stations=sorted(stations.values(), key=lambda s: s.station_id))

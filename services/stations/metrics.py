@@ -20,7 +20,8 @@ SIGNALS_COMPLETED = Counter(
 )
 OVERPRODUCTION_BLOCKED = Counter(
     "kanban_overproduction_blocked",
-    "Completions refused because no started card allowed them or they exceeded the container.",
+    "Completions refused: no started card or order instruction allowed them, or they exceeded "
+    "it (loop_id is empty for a pacemaker's instructions).",
     ("site_id", "station_id", "loop_id"),
 )
 SIGNAL_WAIT = Histogram(
@@ -60,6 +61,21 @@ OPEN_SIGNALS = Gauge(
     "Signals queued at a station, not yet started.",
     ("site_id", "station_id"),
 )
+OPEN_INSTRUCTIONS = Gauge(
+    "kanban_open_instructions",
+    "Production instructions of orders queued at a pacemaker, not yet started.",
+    ("site_id", "station_id"),
+)
+INSTRUCTIONS_COMPLETED = Counter(
+    "kanban_instructions_completed",
+    "Production instructions completed at pacemakers.",
+    ("site_id", "station_id"),
+)
+INSTRUCTIONS_REFUSED = Counter(
+    "kanban_instructions_refused",
+    "Released instructions that could not be queued (e.g. the pacemaker is unknown).",
+    ("site_id", "station_id", "reason"),
+)
 CARDS = Gauge("kanban_cards", "Cards by state.", ("site_id", "loop_id", "state"))
 
 
@@ -79,13 +95,15 @@ def publish(site_id: str, board: Board) -> None:
         STATION_WIP.labels(site_id, station.station_id).set(station.wip_units)
         STATION_CAP.labels(site_id, station.station_id).set(station.cap_units)
         OPEN_SIGNALS.labels(site_id, station.station_id).set(station.open_signals)
+        OPEN_INSTRUCTIONS.labels(site_id, station.station_id).set(station.open_instructions)
 
 
 async def refresh_gauges(db: Database) -> None:
     """Gauges come from the database, so every replica reports the same truth."""
     async with db.pool.acquire() as conn:
         statuses = await storage.loop_statuses(conn, None)
-        for site_id in sorted({s.loop.site_id for s in statuses}):
-            counts = await storage.open_signal_counts(conn, site_id)
+        for site_id in await storage.site_ids(conn):
             loops = [s for s in statuses if s.loop.site_id == site_id]
-            publish(site_id, Board.of(loops, counts))
+            signals = await storage.open_signal_counts(conn, site_id)
+            instructions = await storage.open_instruction_counts(conn, site_id)
+            publish(site_id, Board.of(loops, signals, instructions))

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
+import structlog
 
 from services.core import outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.core.events import OrderReduced, OrderReleased
 from services.core.idempotency import run_once
+from services.core.inbox import ReceivedEvent
 from services.core.notify import Notifications
 from services.core.paging import decode_token, encode_token
 from services.core.validation import page_size, require_id
@@ -21,17 +24,25 @@ from services.stations.domain import (
     Board,
     Card,
     CardState,
+    Instruction,
+    InstructionState,
     Item,
     Loop,
     Signal,
     SignalState,
     Site,
     Station,
+    Withdrawal,
+    no_open_instruction,
     no_open_signal,
+    plan_reduction,
 )
 
-# Where stations' events go.
-DESTINATIONS = ("stock",)
+log = structlog.get_logger()
+
+# Where stations' events go: cards move stock; finished instructions also tell orders.
+STOCK = ("stock",)
+DESTINATIONS = ("stock", "orders")
 
 
 @dataclass(frozen=True)
@@ -131,7 +142,7 @@ async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
         await outbox.enqueue(
             conn,
             site_id=loop.site_id,
-            destinations=DESTINATIONS,
+            destinations=STOCK,
             payload=loop.defined(cmd.initial_card_state),
             occurred_at=now,
         )
@@ -177,14 +188,18 @@ async def get_board(db: Database, site_id: str) -> Board:
     async with db.pool.acquire() as conn:
         await storage.require_site(conn, site_id)
         statuses = await storage.loop_statuses(conn, site_id)
-        return Board.of(statuses, await storage.open_signal_counts(conn, site_id))
+        return Board.of(
+            statuses,
+            await storage.open_signal_counts(conn, site_id),
+            await storage.open_instruction_counts(conn, site_id),
+        )
 
 
 # The pull loop
 
 
 async def _raise_signal(conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime) -> Signal:
-    sequence = await storage.next_signal_sequence(conn, loop.site_id, loop.supplier_station_id)
+    sequence = await storage.next_sequence(conn, loop.site_id, loop.supplier_station_id)
     signal = Signal.raise_for(loop, card, sequence, now)
     await storage.insert_signal(conn, signal)
     m.SIGNALS_RAISED.labels(loop.site_id, loop.supplier_station_id, loop.loop_id).inc()
@@ -204,7 +219,7 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
-            destinations=DESTINATIONS,
+            destinations=STOCK,
             payload=emptied,
             occurred_at=now,
         )
@@ -259,7 +274,7 @@ async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSign
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
-            destinations=DESTINATIONS,
+            destinations=STOCK,
             payload=filled,
             occurred_at=now,
         )
@@ -280,8 +295,8 @@ async def watch_signals(
     station_id: str,
     after_sequence: int,
     heartbeat_seconds: float,
-) -> AsyncIterator[Signal | Heartbeat]:
-    """Open signals after the cursor, then new ones as they are raised, until shutdown."""
+) -> AsyncIterator[Signal | Instruction | Withdrawal | Heartbeat]:
+    """The station's work after the cursor, then new work as it comes, until shutdown."""
     require_id("site_id", site_id)
     require_id("station_id", station_id)
     if after_sequence < 0:
@@ -289,21 +304,129 @@ async def watch_signals(
     cursor = after_sequence
     async with db.pool.acquire() as conn:
         await storage.require_station(conn, site_id, station_id)
-    with notifications.subscribe(f"{site_id}/{station_id}") as raised:
+    with notifications.subscribe(f"{site_id}/{station_id}") as woken:
         # Ends at shutdown; the terminal reconnects, to another replica, from its cursor.
         while not notifications.closed:
-            # Cleared before reading, so a signal raised meanwhile wakes the next round.
-            raised.clear()
+            # Cleared before reading, so work arriving meanwhile wakes the next round.
+            woken.clear()
             async with db.pool.acquire() as conn:
-                signals = await storage.open_signals_after(conn, site_id, station_id, cursor)
-            for signal in signals:
-                cursor = signal.sequence
-                yield signal
-            if signals:
+                feed = await storage.feed_after(conn, site_id, station_id, cursor)
+            for item in feed:
+                # A withdrawal matters only to a terminal that may have the instruction.
+                if not isinstance(item, Withdrawal) or item.instruction.sequence <= cursor:
+                    yield item
+                cursor = item.sequence
+            if feed:
                 continue
             try:
-                await asyncio.wait_for(raised.wait(), heartbeat_seconds)
+                await asyncio.wait_for(woken.wait(), heartbeat_seconds)
             except TimeoutError:
                 async with db.pool.acquire() as conn:
-                    last = await storage.last_signal_sequence(conn, site_id, station_id)
+                    last = await storage.last_sequence(conn, site_id, station_id)
                 yield Heartbeat(_now(), last)
+
+
+# Production instructions of orders, at the pacemaker
+
+
+async def start_instruction(db: Database, cmd: commands.StartInstruction) -> Instruction:
+    """The pacemaker starts its most urgent open instruction, or the named one."""
+
+    async def action(conn: asyncpg.Connection) -> Instruction:
+        await storage.require_station(conn, cmd.site_id, cmd.station_id)
+        if cmd.instruction_id:
+            instruction = await storage.lock_instruction(conn, cmd.site_id, cmd.instruction_id)
+        else:
+            urgent = await storage.lock_most_urgent_instruction(conn, cmd.site_id, cmd.station_id)
+            if urgent is None:
+                raise no_open_instruction(cmd.station_id)
+            instruction = urgent
+        instruction.start(cmd.station_id)
+        await storage.save_instruction(conn, instruction)
+        return instruction
+
+    return await run_once(db, cmd, Instruction, action)
+
+
+async def complete_instruction(db: Database, cmd: commands.CompleteInstruction) -> Instruction:
+    """Finished goods of an order: only against a started instruction, never above it."""
+
+    async def action(conn: asyncpg.Connection) -> Instruction:
+        instruction = await storage.lock_instruction(conn, cmd.site_id, cmd.instruction_id)
+        try:
+            completed = instruction.complete(cmd.station_id, cmd.lot_id, cmd.quantity)
+        except FailedPrecondition as refusal:
+            if refusal.reason == OVERPRODUCTION_BLOCKED:
+                m.OVERPRODUCTION_BLOCKED.labels(cmd.site_id, cmd.station_id, "").inc()
+            raise
+        await storage.save_instruction(conn, instruction)
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=DESTINATIONS,
+            payload=completed,
+            occurred_at=_now(),
+        )
+        m.INSTRUCTIONS_COMPLETED.labels(cmd.site_id, cmd.station_id).inc()
+        return instruction
+
+    return await run_once(db, cmd, Instruction, action)
+
+
+async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
+    """Orders' events, inside the inbox transaction that records them as applied."""
+    match event.payload:
+        case OrderReleased() as released:
+            await _queue_instructions(conn, event.site_id, released)
+        case OrderReduced() as reduced:
+            await _withdraw_instructions(conn, event.site_id, reduced)
+
+
+async def _queue_instructions(conn: asyncpg.Connection, site_id: str, order: OrderReleased) -> None:
+    station_id = order.pacemaker_station_id
+    if not await storage.station_exists(conn, site_id, station_id):
+        # Acknowledged, not retried forever: a product names a station we do not have.
+        m.INSTRUCTIONS_REFUSED.labels(site_id, station_id, "STATION_NOT_FOUND").inc()
+        log.error(
+            "instructions_refused",
+            reason="STATION_NOT_FOUND",
+            station_id=station_id,
+            erp_order_id=order.erp_order_id,
+        )
+        return
+    for released in order.instructions:
+        await storage.insert_instruction(
+            conn,
+            Instruction(
+                site_id=site_id,
+                instruction_id=released.instruction_id,
+                erp_order_id=order.erp_order_id,
+                station_id=station_id,
+                item_id=order.item_id,
+                location_id=order.location_id,
+                quantity=released.quantity,
+                due_time=order.due_time,
+                priority=order.priority,
+                state=InstructionState.OPEN,
+                sequence=await storage.next_sequence(conn, site_id, station_id),
+                lot_id="",
+                made_quantity=0,
+            ),
+        )
+
+
+async def _withdraw_instructions(
+    conn: asyncpg.Connection, site_id: str, order: OrderReduced
+) -> None:
+    instructions = await storage.lock_instructions_of_order(conn, site_id, order.erp_order_id)
+    reduction = plan_reduction(instructions, order.quantity)
+    for instruction in reduction.withdraw:
+        sequence = await storage.next_sequence(conn, site_id, instruction.station_id)
+        await storage.withdraw_instruction(conn, instruction, sequence)
+    if reduction.shrink:
+        instruction, quantity = reduction.shrink
+        # Announced again with its new quantity; terminals replace the old one.
+        instruction.quantity = quantity
+        instruction.sequence = await storage.next_sequence(conn, site_id, instruction.station_id)
+        await storage.save_instruction(conn, instruction)
+        await storage.notify_station(conn, site_id, instruction.station_id)

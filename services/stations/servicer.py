@@ -5,18 +5,32 @@ from datetime import datetime
 from functools import partial
 
 from google.protobuf import timestamp_pb2
+from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
+from services.core.event_sink import EventSinkServicer
 from services.core.notify import Notifications
 from services.core.periodic import every
 from services.core.server import Components
 from services.stations import commands, service, storage
-from services.stations.domain import Board, Card, CardState, Item, Loop, Signal, Site, Station
+from services.stations.domain import (
+    Board,
+    Card,
+    CardState,
+    Instruction,
+    Item,
+    Loop,
+    Signal,
+    Site,
+    Station,
+    Withdrawal,
+)
 from services.stations.metrics import refresh_gauges
+from services.stations.service import Heartbeat
 
 _CARD_STATES = {
     CardState.FULL: pb.CARD_STATE_FULL,
@@ -100,6 +114,45 @@ def _signal(signal: Signal) -> pb.Signal:
     )
 
 
+def _instruction(instruction: Instruction) -> pb.Instruction:
+    return pb.Instruction(
+        site_id=instruction.site_id,
+        instruction_id=instruction.instruction_id,
+        erp_order_id=instruction.erp_order_id,
+        station_id=instruction.station_id,
+        item_id=instruction.item_id,
+        quantity=instruction.quantity,
+        due_time=_timestamp(instruction.due_time),
+        priority=instruction.priority,
+        state=pb.InstructionState.Value(f"INSTRUCTION_STATE_{instruction.state.value}"),
+        sequence=instruction.sequence,
+        lot_id=instruction.lot_id,
+        made_quantity=instruction.made_quantity,
+    )
+
+
+def _feed_item(item: Signal | Instruction | Withdrawal | Heartbeat) -> pb.WatchSignalsResponse:
+    match item:
+        case Signal():
+            return pb.WatchSignalsResponse(signal=_signal(item))
+        case Instruction():
+            return pb.WatchSignalsResponse(instruction=_instruction(item))
+        case Withdrawal():
+            return pb.WatchSignalsResponse(
+                withdrawal=pb.Withdrawal(
+                    instruction_id=item.instruction.instruction_id,
+                    erp_order_id=item.instruction.erp_order_id,
+                    sequence=item.sequence,
+                )
+            )
+        case Heartbeat():
+            return pb.WatchSignalsResponse(
+                heartbeat=pb.Heartbeat(
+                    sent_at=_timestamp(item.sent_at), last_sequence=item.last_sequence
+                )
+            )
+
+
 def _board(board: Board) -> pb.GetBoardResponse:
     return pb.GetBoardResponse(
         loops=[
@@ -121,6 +174,7 @@ def _board(board: Board) -> pb.GetBoardResponse:
                 in_process_cards=s.in_process_cards,
                 wip_units=s.wip_units,
                 cap_units=s.cap_units,
+                open_instructions=s.open_instructions,
             )
             for s in board.stations
         ],
@@ -241,14 +295,30 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
             self._settings.heartbeat_seconds,
         )
         async for update in updates:
-            if isinstance(update, Signal):
-                yield pb.WatchSignalsResponse(signal=_signal(update))
-            else:
-                yield pb.WatchSignalsResponse(
-                    heartbeat=pb.Heartbeat(
-                        sent_at=_timestamp(update.sent_at), last_sequence=update.last_sequence
-                    )
-                )
+            yield _feed_item(update)
+
+    async def StartInstruction(
+        self, request: pb.StartInstructionRequest, context: object
+    ) -> pb.StartInstructionResponse:
+        cmd = commands.StartInstruction(
+            request.request_id, request.site_id, request.station_id, request.instruction_id
+        )
+        started = await service.start_instruction(self._db, cmd)
+        return pb.StartInstructionResponse(instruction=_instruction(started))
+
+    async def CompleteInstruction(
+        self, request: pb.CompleteInstructionRequest, context: object
+    ) -> pb.CompleteInstructionResponse:
+        cmd = commands.CompleteInstruction(
+            request.request_id,
+            request.site_id,
+            request.station_id,
+            request.instruction_id,
+            request.lot_id,
+            request.quantity,
+        )
+        completed = await service.complete_instruction(self._db, cmd)
+        return pb.CompleteInstructionResponse(instruction=_instruction(completed))
 
     async def GetBoard(self, request: pb.GetBoardRequest, context: object) -> pb.GetBoardResponse:
         return _board(await service.get_board(self._db, request.site_id))
@@ -261,9 +331,16 @@ def assemble(db: Database, settings: Settings) -> Components:
             (
                 stations_pb2_grpc.add_StationsServiceServicer_to_server,
                 StationsServicer(db, notifications, settings),
-            )
+            ),
+            (
+                events_pb2_grpc.add_EventSinkServiceServicer_to_server,
+                EventSinkServicer(db, service.apply_event),
+            ),
         ],
-        service_names=[pb.DESCRIPTOR.services_by_name["StationsService"].full_name],
+        service_names=[
+            pb.DESCRIPTOR.services_by_name["StationsService"].full_name,
+            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name,
+        ],
         background=[
             notifications.run(),
             every(settings.gauge_refresh_seconds, partial(refresh_gauges, db)),

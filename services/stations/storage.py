@@ -1,6 +1,8 @@
 """SQL for loops, cards and signals. Functions take the caller's connection."""
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -8,6 +10,8 @@ from services.core.errors import NotFound
 from services.stations.domain import (
     Card,
     CardState,
+    Instruction,
+    InstructionState,
     Item,
     Loop,
     LoopStatus,
@@ -15,9 +19,12 @@ from services.stations.domain import (
     SignalState,
     Site,
     Station,
+    Withdrawal,
 )
 
 SIGNALS_CHANNEL = "kanban_signals"
+# How many signals (and instructions) one read of a station's feed returns at most.
+FEED_PAGE = 1000
 
 _LOOP_COLUMNS = """site_id, loop_id, item_id, supplier_station_id, consumer_station_id,
                    supermarket_location_id, container_quantity, card_count"""
@@ -234,12 +241,13 @@ async def save_card(conn: asyncpg.Connection, card: Card) -> None:
 # Signals
 
 
-async def next_signal_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
-    """Bumps the station's sequence. The row stays locked until commit, so a
-    higher sequence never becomes visible before a lower one."""
+async def next_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
+    """Bumps the sequence of what the station is sent (signals, instructions,
+    withdrawals). The row stays locked until commit, so a higher sequence never
+    becomes visible before a lower one."""
     sequence = await conn.fetchval(
-        """UPDATE stations SET last_signal_sequence = last_signal_sequence + 1
-           WHERE site_id = $1 AND station_id = $2 RETURNING last_signal_sequence""",
+        """UPDATE stations SET last_sequence = last_sequence + 1
+           WHERE site_id = $1 AND station_id = $2 RETURNING last_sequence""",
         site_id,
         station_id,
     )
@@ -308,9 +316,9 @@ async def open_signals_after(
     return [_signal(r) for r in rows]
 
 
-async def last_signal_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
+async def last_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
     value = await conn.fetchval(
-        "SELECT last_signal_sequence FROM stations WHERE site_id = $1 AND station_id = $2",
+        "SELECT last_sequence FROM stations WHERE site_id = $1 AND station_id = $2",
         site_id,
         station_id,
     )
@@ -360,3 +368,170 @@ async def open_signal_counts(conn: asyncpg.Connection, site_id: str) -> dict[str
         site_id,
     )
     return {r["station_id"]: r["n"] for r in rows}
+
+
+# Instructions
+
+_INSTRUCTION_COLUMNS = """site_id, instruction_id, erp_order_id, station_id, item_id, location_id,
+                          quantity, due_time, priority, state, sequence, lot_id, made_quantity"""
+
+
+def _instruction(row: Mapping[str, Any]) -> Instruction:
+    return Instruction(**{**dict(row), "state": InstructionState(row["state"])})
+
+
+async def station_exists(conn: asyncpg.Connection, site_id: str, station_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT true FROM stations WHERE site_id = $1 AND station_id = $2",
+            site_id,
+            station_id,
+        )
+    )
+
+
+async def insert_instruction(conn: asyncpg.Connection, instruction: Instruction) -> None:
+    await conn.execute(
+        f"""INSERT INTO instructions ({_INSTRUCTION_COLUMNS}, released_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+            ON CONFLICT DO NOTHING""",
+        instruction.site_id,
+        instruction.instruction_id,
+        instruction.erp_order_id,
+        instruction.station_id,
+        instruction.item_id,
+        instruction.location_id,
+        instruction.quantity,
+        instruction.due_time,
+        instruction.priority,
+        instruction.state.value,
+        instruction.sequence,
+        instruction.lot_id,
+        instruction.made_quantity,
+    )
+    await notify_station(conn, instruction.site_id, instruction.station_id)
+
+
+async def notify_station(conn: asyncpg.Connection, site_id: str, station_id: str) -> None:
+    """Wakes the station's streams, in every replica, when the transaction commits."""
+    await conn.execute("SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, f"{site_id}/{station_id}")
+
+
+async def lock_instruction(
+    conn: asyncpg.Connection, site_id: str, instruction_id: str
+) -> Instruction:
+    row = await conn.fetchrow(
+        f"""SELECT {_INSTRUCTION_COLUMNS} FROM instructions
+            WHERE site_id = $1 AND instruction_id = $2 FOR UPDATE""",
+        site_id,
+        instruction_id,
+    )
+    if row is None:
+        raise NotFound("instruction", instruction_id)
+    return _instruction(row)
+
+
+async def lock_most_urgent_instruction(
+    conn: asyncpg.Connection, site_id: str, station_id: str
+) -> Instruction | None:
+    """The open instruction due first (then highest priority) that no one else holds."""
+    row = await conn.fetchrow(
+        f"""SELECT {_INSTRUCTION_COLUMNS} FROM instructions
+            WHERE site_id = $1 AND station_id = $2 AND state = 'OPEN'
+            ORDER BY due_time, priority DESC, sequence LIMIT 1
+            FOR UPDATE SKIP LOCKED""",
+        site_id,
+        station_id,
+    )
+    return _instruction(row) if row else None
+
+
+async def lock_instructions_of_order(
+    conn: asyncpg.Connection, site_id: str, erp_order_id: str
+) -> list[Instruction]:
+    rows = await conn.fetch(
+        f"""SELECT {_INSTRUCTION_COLUMNS} FROM instructions
+            WHERE site_id = $1 AND erp_order_id = $2 ORDER BY instruction_id FOR UPDATE""",
+        site_id,
+        erp_order_id,
+    )
+    return [_instruction(r) for r in rows]
+
+
+async def save_instruction(conn: asyncpg.Connection, instruction: Instruction) -> None:
+    await conn.execute(
+        """UPDATE instructions SET state = $3, quantity = $4, sequence = $5, lot_id = $6,
+                                   made_quantity = $7
+           WHERE site_id = $1 AND instruction_id = $2""",
+        instruction.site_id,
+        instruction.instruction_id,
+        instruction.state.value,
+        instruction.quantity,
+        instruction.sequence,
+        instruction.lot_id,
+        instruction.made_quantity,
+    )
+
+
+async def withdraw_instruction(
+    conn: asyncpg.Connection, instruction: Instruction, sequence: int
+) -> None:
+    await conn.execute(
+        """UPDATE instructions SET state = 'WITHDRAWN', withdrawn_sequence = $3
+           WHERE site_id = $1 AND instruction_id = $2""",
+        instruction.site_id,
+        instruction.instruction_id,
+        sequence,
+    )
+    instruction.state = InstructionState.WITHDRAWN
+    await notify_station(conn, instruction.site_id, instruction.station_id)
+
+
+async def feed_after(
+    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
+) -> list[Signal | Instruction | Withdrawal]:
+    """The station's open signals, open instructions and withdrawals after the cursor,
+    in sequence order, at most a page of each."""
+    signals = await open_signals_after(conn, site_id, station_id, after_sequence)
+    rows = await conn.fetch(
+        f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence FROM instructions
+            WHERE site_id = $1 AND station_id = $2
+              AND ((state = 'OPEN' AND sequence > $3)
+                   OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
+            ORDER BY coalesce(withdrawn_sequence, sequence) LIMIT $4""",
+        site_id,
+        station_id,
+        after_sequence,
+        FEED_PAGE,
+    )
+    instructions: list[Instruction | Withdrawal] = []
+    for row in rows:
+        fields = dict(row)
+        withdrawn_sequence = fields.pop("withdrawn_sequence")
+        instruction = _instruction(fields)
+        instructions.append(
+            instruction
+            if withdrawn_sequence is None
+            else Withdrawal(instruction, withdrawn_sequence)
+        )
+    feed = sorted([*signals, *instructions], key=lambda item: item.sequence)
+    # A full page may have more after it: stop where the first full page ends, so
+    # that the cursor never jumps over what the other page did not reach.
+    horizon = min(
+        (page[-1].sequence for page in (signals, instructions) if len(page) == FEED_PAGE),
+        default=None,
+    )
+    return [item for item in feed if horizon is None or item.sequence <= horizon]
+
+
+async def open_instruction_counts(conn: asyncpg.Connection, site_id: str) -> dict[str, int]:
+    rows = await conn.fetch(
+        """SELECT station_id, count(*) AS n FROM instructions
+           WHERE site_id = $1 AND state = 'OPEN' GROUP BY station_id""",
+        site_id,
+    )
+    return {r["station_id"]: r["n"] for r in rows}
+
+
+async def site_ids(conn: asyncpg.Connection) -> list[str]:
+    return [r["site_id"] for r in await conn.fetch("SELECT site_id FROM sites ORDER BY site_id")]

@@ -3,6 +3,14 @@
 import enum
 from dataclasses import dataclass
 
+from services.core.events import (
+    CardEmptied,
+    CardFilled,
+    InstructionCompleted,
+    LoopDefined,
+    Payload,
+)
+
 ABOVE_CAP = "ABOVE_CAP"
 INSUFFICIENT_STOCK = "INSUFFICIENT_STOCK"
 
@@ -27,6 +35,60 @@ class Movement:
     @property
     def signed_quantity(self) -> int:
         return self.quantity if self.kind is MovementKind.RECEIPT else -self.quantity
+
+
+def movements_caused_by(site_id: str, payload: Payload) -> list[Movement]:
+    """The stock movements an event from another service stands for."""
+    match payload:
+        case LoopDefined() if payload.opening_units:
+            return [
+                Movement(
+                    site_id,
+                    MovementKind.RECEIPT,
+                    payload.location_id,
+                    payload.item_id,
+                    payload.opening_lot_id,
+                    payload.opening_units,
+                    f"loop {payload.loop_id} opening stock",
+                )
+            ]
+        case CardFilled():
+            return [
+                Movement(
+                    site_id,
+                    MovementKind.RECEIPT,
+                    payload.location_id,
+                    payload.item_id,
+                    payload.lot_id,
+                    payload.quantity,
+                    f"card {payload.card_code}",
+                )
+            ]
+        case CardEmptied():
+            return [
+                Movement(
+                    site_id,
+                    MovementKind.ISSUE,
+                    payload.location_id,
+                    payload.item_id,
+                    payload.lot_id,
+                    payload.quantity,
+                    f"card {payload.card_code}",
+                )
+            ]
+        case InstructionCompleted():
+            return [
+                Movement(
+                    site_id,
+                    MovementKind.RECEIPT,
+                    payload.location_id,
+                    payload.item_id,
+                    payload.lot_id,
+                    payload.quantity,
+                    f"order {payload.erp_order_id} instruction {payload.instruction_id}",
+                )
+            ]
+    return []
 
 
 @dataclass(frozen=True)

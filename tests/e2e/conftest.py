@@ -52,10 +52,15 @@ class ServiceProcess:
     """One service run as `python -m services.<name>`, on a port it keeps across restarts."""
 
     def __init__(
-        self, name: str, database_url: str, log_dir: Path, peers: dict[str, str] | None = None
+        self,
+        name: str,
+        database_url: str,
+        log_dir: Path,
+        peers: dict[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.address = f"localhost:{self.port}"
         self.metrics_port = free_port()
         self.log_dir = log_dir
@@ -152,6 +157,22 @@ class Launcher:
         service = ServiceProcess(name, self.database_url, self.log_dir, peers)
         self.services.append(service)
         return await service.start()
+
+    async def start_line(self) -> dict[str, ServiceProcess]:
+        """Stock, orders and stations, each knowing where the others listen.
+
+        Orders and stations send each other events, so their ports are chosen
+        before either starts.
+        """
+        names = ("stock", "orders", "stations")
+        ports = {name: free_port() for name in names}
+        peers = {name: f"localhost:{port}" for name, port in ports.items()}
+        started = {}
+        for name in names:
+            service = ServiceProcess(name, self.database_url, self.log_dir, peers, ports[name])
+            self.services.append(service)
+            started[name] = await service.start()
+        return started
 
     async def close(self) -> None:
         await asyncio.gather(*(s.stop() for s in self.services), return_exceptions=True)

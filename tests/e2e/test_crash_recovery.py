@@ -178,9 +178,9 @@ async def assert_each_event_applied_once(
 
 
 async def start_pair(launcher: Launcher) -> tuple[ServiceProcess, ServiceProcess]:
-    stock = await launcher.start("stock")
-    stations = await launcher.start("stations", peers={"stock": stock.address})
-    return stock, stations
+    """Stock and stations (with orders, which stations also sends events to)."""
+    services = await launcher.start_line()
+    return services["stock"], services["stations"]
 
 
 class Load:

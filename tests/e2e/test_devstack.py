@@ -117,7 +117,8 @@ async def test_make_run_starts_the_line_and_a_second_run_keeps_its_state(
 async def test_a_layout_that_changed_is_refused_not_applied(database_url: str):
     """Guards the example file: a loop id reused with other content is ALREADY_EXISTS."""
     service = await start_service(
-        STATIONS, fast_settings(database_url, peers={"stock": "localhost:1"})
+        STATIONS,
+        fast_settings(database_url, peers={"stock": "localhost:1", "orders": "localhost:1"}),
     )
     try:
         layout = load_layout(ROOT / "examples" / "line.yaml")

@@ -30,9 +30,9 @@ async def promtool_check(text: str) -> str:
 
 
 async def test_every_service_runs_logs_json_and_stops_cleanly_on_sigterm(launcher: Launcher):
-    stock = await launcher.start("stock")
-    stations = await launcher.start("stations", peers={"stock": stock.address})
-    others = [await launcher.start(name) for name in ("orders", "alerts")]
+    services = await launcher.start_line()
+    stock, orders, stations = services["stock"], services["orders"], services["stations"]
+    others = [orders, await launcher.start("alerts")]
     async with open_channel(stations.address) as channel:
         line = await Line(stations_pb2_grpc.StationsServiceStub(channel), new_id("site")).create()
         await line.scan("WELD", "P-001")

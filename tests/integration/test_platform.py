@@ -106,9 +106,7 @@ def scrape(url: str) -> str:
 async def test_shutdown_stops_serving_first_and_lets_calls_in_flight_finish(
     stack, line, database_url
 ):
-    replica = await start_service(
-        STATIONS, fast_settings(database_url, peers={"stock": stack.stock_service.address})
-    )
+    replica = await start_service(STATIONS, fast_settings(database_url, peers=stack.peers))
     channel = grpc.aio.insecure_channel(replica.address)
     blocker = await asyncpg.connect(database_url)
     try:

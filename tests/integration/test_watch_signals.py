@@ -109,9 +109,7 @@ async def test_a_terminal_sees_only_its_own_station(stack, line):
 
 
 async def test_a_scan_on_one_replica_reaches_a_terminal_on_another(stack, line, database_url):
-    replica = await start_service(
-        STATIONS, fast_settings(database_url, peers={"stock": stack.stock_service.address})
-    )
+    replica = await start_service(STATIONS, fast_settings(database_url, peers=stack.peers))
     channel = grpc.aio.insecure_channel(replica.address)
     try:
         terminal = Terminal(stations_pb2_grpc.StationsServiceStub(channel), line.site_id, "STAMP")
@@ -125,9 +123,7 @@ async def test_a_scan_on_one_replica_reaches_a_terminal_on_another(stack, line, 
 
 
 async def test_shutdown_ends_signal_streams_so_terminals_reconnect(stack, line, database_url):
-    replica = await start_service(
-        STATIONS, fast_settings(database_url, peers={"stock": stack.stock_service.address})
-    )
+    replica = await start_service(STATIONS, fast_settings(database_url, peers=stack.peers))
     channel = grpc.aio.insecure_channel(replica.address)
     try:
         stub = stations_pb2_grpc.StationsServiceStub(channel)
