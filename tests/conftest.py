@@ -224,10 +224,14 @@ async def eventually(check, *, timeout: float = 30.0, interval: float = 0.05):
         await asyncio.sleep(interval)
 
 
-async def stock_by_lot(stack: Stack, site_id: str, location_id: str) -> dict[str, int]:
-    reply = await stack.stock.GetStockLevels(
-        stock_pb2.GetStockLevelsRequest(site_id=site_id, location_id=location_id, page_size=1000)
+async def stock_by_lot(
+    stock: stock_pb2_grpc.StockServiceStub, site_id: str, location_id: str
+) -> dict[str, int]:
+    reply = await stock.GetStockLevels(
+        stock_pb2.GetStockLevelsRequest(site_id=site_id, location_id=location_id, page_size=1000),
+        timeout=30,
     )
+    assert not reply.next_page_token, "more lots than one page: page through them"
     return {level.lot_id: level.on_hand for level in reply.levels}
 
 

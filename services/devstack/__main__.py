@@ -70,8 +70,11 @@ async def prepare(layout: dict[str, Any]) -> list[str]:
     """Waits for every service, then loads the example line."""
     async with asyncio.timeout(STARTUP_SECONDS):
         await asyncio.gather(*(wait_until_serving(f"localhost:{grpc_port(s)}") for s in SERVICES))
-    async with grpc.aio.insecure_channel(f"localhost:{grpc_port('stations')}") as channel:
-        return await apply_layout(channel, layout)
+    async with (
+        grpc.aio.insecure_channel(f"localhost:{grpc_port('stations')}") as stations,
+        grpc.aio.insecure_channel(f"localhost:{grpc_port('orders')}") as orders,
+    ):
+        return await apply_layout(stations, orders, layout)
 
 
 def banner(database_url: str, loops: list[str]) -> str:

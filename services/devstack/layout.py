@@ -1,4 +1,4 @@
-"""Applies a line layout (sites, stations, items, loops) from YAML through gRPC.
+"""Applies a line layout (sites, stations, items, loops, products) from YAML through gRPC.
 
 Request ids are derived from each entry's content, so applying the same file
 again returns the first answers and changes nothing.
@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import yaml
+from kanban.orders.v1 import orders_pb2, orders_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
@@ -25,9 +26,11 @@ def load_layout(path: Path) -> dict[str, Any]:
     return layout
 
 
-async def apply_layout(channel: grpc.aio.Channel, layout: dict[str, Any]) -> list[str]:
+async def apply_layout(
+    stations: grpc.aio.Channel, orders: grpc.aio.Channel, layout: dict[str, Any]
+) -> list[str]:
     """Creates what the layout describes; returns the loop ids."""
-    stub = stations_pb2_grpc.StationsServiceStub(channel)
+    stub = stations_pb2_grpc.StationsServiceStub(stations)
     site = layout["site"]
     site_id = site["site_id"]
     await stub.CreateSite(pb.CreateSiteRequest(request_id=_request_id("site", site), **site))
@@ -44,5 +47,12 @@ async def apply_layout(channel: grpc.aio.Channel, layout: dict[str, Any]) -> lis
     for loop in layout["loops"]:
         await stub.CreateLoop(
             pb.CreateLoopRequest(request_id=_request_id("loop", loop), site_id=site_id, **loop)
+        )
+    products = orders_pb2_grpc.OrdersServiceStub(orders)
+    for product in layout.get("products", []):
+        await products.DefineProduct(
+            orders_pb2.DefineProductRequest(
+                request_id=_request_id("product", product), site_id=site_id, **product
+            )
         )
     return [loop["loop_id"] for loop in layout["loops"]]

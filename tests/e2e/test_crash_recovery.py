@@ -17,9 +17,9 @@ import asyncpg
 import grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
-from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
+from kanban.stock.v1 import stock_pb2_grpc
 
-from tests.conftest import Line, cards_by_lot, eventually, new_id
+from tests.conftest import Line, cards_by_lot, eventually, new_id, stock_by_lot
 from tests.e2e.conftest import Launcher, ServiceProcess, open_channel
 
 CARDS = 3
@@ -94,15 +94,6 @@ async def run_operations(
         driver = drivers[n % len(drivers)]
         rpc, request = driver.next_request(rng)
         driver.record(rpc, request, await call(stub, rpc, request))
-
-
-async def stock_by_lot(stock: Any, site_id: str, location_id: str) -> dict[str, int]:
-    reply = await stock.GetStockLevels(
-        stock_pb2.GetStockLevelsRequest(site_id=site_id, location_id=location_id, page_size=1000),
-        timeout=CALL_TIMEOUT,
-    )
-    assert not reply.next_page_token
-    return {level.lot_id: level.on_hand for level in reply.levels}
 
 
 async def undelivered(conn: asyncpg.Connection, site_id: str) -> int:

@@ -7,14 +7,9 @@ import socket
 import sys
 from pathlib import Path
 
-import grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
-from services.core.server import start_service
-from services.devstack.layout import apply_layout, load_layout
-from services.stations.app import SPEC as STATIONS
-from tests.conftest import fast_settings
 from tests.e2e.conftest import ROOT, open_channel
 
 READY_LINE = "Ctrl-C stops everything."
@@ -112,26 +107,3 @@ async def test_make_run_starts_the_line_and_a_second_run_keeps_its_state(
         assert [c.state for c in loop.cards] == [pb.CARD_STATE_EMPTY] + [pb.CARD_STATE_FULL] * 3
     finally:
         await stop(process, tmp_path)
-
-
-async def test_a_layout_that_changed_is_refused_not_applied(database_url: str):
-    """Guards the example file: a loop id reused with other content is ALREADY_EXISTS."""
-    service = await start_service(
-        STATIONS,
-        fast_settings(database_url, peers={"stock": "localhost:1", "orders": "localhost:1"}),
-    )
-    try:
-        layout = load_layout(ROOT / "examples" / "line.yaml")
-        layout["site"]["site_id"] = "LAYOUT-TEST"
-        async with grpc.aio.insecure_channel(service.address) as channel:
-            assert await apply_layout(channel, layout) == ["BRACKET", "FRAME"]
-            assert await apply_layout(channel, layout) == ["BRACKET", "FRAME"]
-            layout["loops"][0]["card_count"] = 9
-            try:
-                await apply_layout(channel, layout)
-            except grpc.aio.AioRpcError as error:
-                assert error.code() == grpc.StatusCode.ALREADY_EXISTS
-            else:
-                raise AssertionError("a changed loop was applied")
-    finally:
-        await service.stop(0.5)

@@ -101,7 +101,7 @@ async def test_racing_terminals_never_exceed_the_cap_nor_lose_a_signal(stack, li
 
 
 async def _matches(stack, site_id, expected):
-    held = await stock_by_lot(stack, site_id, "SM-C")
+    held = await stock_by_lot(stack.stock, site_id, "SM-C")
     return held if held == expected else None
 
 

@@ -179,7 +179,7 @@ async def test_completing_makes_finished_goods_and_nothing_more(stack, line):
     again = await refused(complete(line, first, 10, lot="FG-2"))
     assert again.reason == "OVERPRODUCTION_BLOCKED"
 
-    held = await eventually(lambda: stock_by_lot(stack, line.site_id, "FG"))
+    held = await eventually(lambda: stock_by_lot(stack.stock, line.site_id, "FG"))
     assert held == {"FG-1": 10}
     wrong_station = await refused(start(line, second, station="WELD"))
     assert wrong_station.reason == "WRONG_STATION"

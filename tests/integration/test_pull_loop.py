@@ -51,7 +51,7 @@ async def test_stock_follows_the_cards(stack, line):
     expected = {"P-OPENING": 500, "LOT-A": 480}
     assert cards_by_lot(await line.cards("P")) == expected
     held = await eventually(
-        lambda: _equal_or_none(stock_by_lot(stack, line.site_id, "SM-P"), expected)
+        lambda: _equal_or_none(stock_by_lot(stack.stock, line.site_id, "SM-P"), expected)
     )
     assert held == expected
 
@@ -84,7 +84,7 @@ async def test_a_loop_created_empty_raises_one_signal_per_card(stack, line):
     second = await line.start("STAMP")
 
     assert {first.card.card_code, second.card.card_code} == {"E-001", "E-002"}
-    assert await stock_by_lot(stack, line.site_id, "SM-E") == {}
+    assert await stock_by_lot(stack.stock, line.site_id, "SM-E") == {}
 
 
 async def test_the_supplier_may_start_a_named_card(stack, line):

@@ -73,7 +73,7 @@ async def test_a_redelivered_event_is_applied_once(stack):
 
     assert (first.applied_count, first.duplicate_count) == (1, 0)
     assert (again.applied_count, again.duplicate_count) == (0, 2)
-    assert await stock_by_lot(stack, site_id, "SM") == {"LOT-1": 40}
+    assert await stock_by_lot(stack.stock, site_id, "SM") == {"LOT-1": 40}
 
 
 async def test_a_receipt_above_the_supermarket_cap_is_refused(stack):
@@ -88,7 +88,7 @@ async def test_a_receipt_above_the_supermarket_cap_is_refused(stack):
 
     # Acknowledged (so not retried forever), but LOT-2 never entered stock.
     assert reply.applied_count == 3
-    assert await stock_by_lot(stack, site_id, "SM") == {"LOT-1": 60, "LOT-3": 40}
+    assert await stock_by_lot(stack.stock, site_id, "SM") == {"LOT-1": 60, "LOT-3": 40}
     refused_total = stack_metric(
         "kanban_stock_movements_refused_total",
         {"site_id": site_id, "location_id": "SM", "item_id": "PART", "reason": "ABOVE_CAP"},
@@ -101,10 +101,10 @@ async def test_an_issue_above_on_hand_is_refused_and_stock_never_goes_negative(s
     await sink.DeliverEvents(events_pb2.DeliverEventsRequest(events=[filled(site_id, "L1", 10)]))
 
     await sink.DeliverEvents(events_pb2.DeliverEventsRequest(events=[emptied(site_id, "L1", 11)]))
-    assert await stock_by_lot(stack, site_id, "SM") == {"L1": 10}
+    assert await stock_by_lot(stack.stock, site_id, "SM") == {"L1": 10}
 
     await sink.DeliverEvents(events_pb2.DeliverEventsRequest(events=[emptied(site_id, "L1", 10)]))
-    assert await stock_by_lot(stack, site_id, "SM") == {}
+    assert await stock_by_lot(stack.stock, site_id, "SM") == {}
 
 
 async def test_events_that_make_no_sense_are_invalid_arguments(stack):
@@ -163,7 +163,7 @@ async def test_levels_refuse_bad_filters(stack):
 
 
 async def test_the_opening_stock_of_a_new_loop_arrives(stack, line):
-    held = await eventually(lambda: stock_by_lot(stack, line.site_id, "SM-W"))
+    held = await eventually(lambda: stock_by_lot(stack.stock, line.site_id, "SM-W"))
     assert held == {"W-OPENING": 1500}
 
 
