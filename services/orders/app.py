@@ -1,8 +1,11 @@
-"""The orders service (placeholder: health, reflection and metrics only)."""
+"""The orders service: the ERP's orders, released to the line as production instructions."""
 
 from pathlib import Path
 
 from services.core.server import ServiceSpec
+from services.orders.service import DESTINATIONS
 from services.orders.servicer import assemble
 
-SPEC = ServiceSpec(name="orders", directory=Path(__file__).parent, assemble=assemble)
+SPEC = ServiceSpec(
+    name="orders", directory=Path(__file__).parent, assemble=assemble, destinations=DESTINATIONS
+)
