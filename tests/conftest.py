@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from kanban.orders.v1 import orders_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
@@ -66,6 +67,7 @@ class Stack:
         ]
         self.stations = stations_pb2_grpc.StationsServiceStub(self.channels[0])
         self.stock = stock_pb2_grpc.StockServiceStub(self.channels[1])
+        self.orders = orders_pb2_grpc.OrdersServiceStub(self.channels[2])
 
     async def close(self) -> None:
         for channel in self.channels:
