@@ -55,6 +55,7 @@ class OrderReleased:
     due_time: datetime
     priority: int
     instructions: list[ReleasedInstruction]
+    order_quantity: int
 
 
 @dataclass(frozen=True)

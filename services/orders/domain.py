@@ -159,7 +159,9 @@ class Order:
         self._require_not_closed("release")
         if self.state is OrderState.RELEASED:
             return []
-        events: list[OrderEvent] = [*self._release(product, self.quantity - self.released_quantity)]
+        events: list[OrderEvent] = [
+            *self._release(product, self.quantity - self.released_quantity, self.quantity)
+        ]
         self.state = OrderState.RELEASED
         self.updated_at = now
         return events
@@ -184,7 +186,7 @@ class Order:
         events: list[OrderEvent] = []
         if self.state is OrderState.RELEASED:
             if quantity > self.released_quantity:
-                events += self._release(product, quantity - self.released_quantity)
+                events += self._release(product, quantity - self.released_quantity, quantity)
             elif quantity < self.released_quantity:
                 events.append(OrderReduced(erp_order_id=self.erp_order_id, quantity=quantity))
                 self.released_quantity = quantity
@@ -215,7 +217,7 @@ class Order:
         self.updated_at = now
         self._complete_if_made()
 
-    def _release(self, product: Product, quantity: int) -> list[OrderReleased]:
+    def _release(self, product: Product, quantity: int, order_quantity: int) -> list[OrderReleased]:
         instructions = split(
             self.erp_order_id, quantity, product.container_quantity, self.last_instruction_number
         )
@@ -241,6 +243,7 @@ class Order:
                 due_time=self.due_time,
                 priority=self.priority,
                 instructions=instructions[start : start + MAX_INSTRUCTIONS_PER_EVENT],
+                order_quantity=order_quantity,
             )
             for start in range(0, len(instructions), MAX_INSTRUCTIONS_PER_EVENT)
         ]

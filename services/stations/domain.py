@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from services.core.errors import FailedPrecondition
-from services.core.events import CardEmptied, CardFilled, InstructionCompleted, LoopDefined
+from services.core.events import (
+    CardEmptied,
+    CardFilled,
+    InstructionCompleted,
+    LoopDefined,
+    ReleasedInstruction,
+)
 
 OVERPRODUCTION_BLOCKED = "OVERPRODUCTION_BLOCKED"
 WRONG_STATION = "WRONG_STATION"
@@ -327,6 +333,25 @@ class Instruction:
     @property
     def _name(self) -> str:
         return f"instruction {self.instruction_id}"
+
+
+def fit_release(
+    instructions: list[Instruction], released: list[ReleasedInstruction], order_quantity: int
+) -> list[tuple[str, int]]:
+    """The released instructions (id, quantity) to queue so that the order's plan
+    never exceeds its quantity: what is started or made always counts."""
+    room = order_quantity - sum(i.planned for i in instructions)
+    known = {i.instruction_id for i in instructions}
+    queued = []
+    for instruction in released:
+        if room <= 0:
+            break
+        if instruction.instruction_id in known:
+            continue
+        quantity = min(instruction.quantity, room)
+        queued.append((instruction.instruction_id, quantity))
+        room -= quantity
+    return queued
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from services.stations.domain import (
     Site,
     Station,
     Withdrawal,
+    fit_release,
     no_open_instruction,
     no_open_signal,
     plan_reduction,
@@ -394,17 +395,18 @@ async def _queue_instructions(conn: asyncpg.Connection, site_id: str, order: Ord
             erp_order_id=order.erp_order_id,
         )
         return
-    for released in order.instructions:
+    existing = await storage.lock_instructions_of_order(conn, site_id, order.erp_order_id)
+    for instruction_id, quantity in fit_release(existing, order.instructions, order.order_quantity):
         await storage.insert_instruction(
             conn,
             Instruction(
                 site_id=site_id,
-                instruction_id=released.instruction_id,
+                instruction_id=instruction_id,
                 erp_order_id=order.erp_order_id,
                 station_id=station_id,
                 item_id=order.item_id,
                 location_id=order.location_id,
-                quantity=released.quantity,
+                quantity=quantity,
                 due_time=order.due_time,
                 priority=order.priority,
                 state=InstructionState.OPEN,

@@ -42,6 +42,7 @@ async def release(
     priority: int = 0,
     first: int = 1,
     station: str = "ASSY",
+    order_quantity: int | None = None,
 ) -> list[str]:
     ids = [f"{order}-{n:04d}" for n in range(first, first + len(quantities))]
     released = events_pb2.OrderReleased(
@@ -55,6 +56,7 @@ async def release(
             events_pb2.ReleasedInstruction(instruction_id=i, quantity=q)
             for i, q in zip(ids, quantities, strict=True)
         ],
+        order_quantity=sum(quantities) if order_quantity is None else order_quantity,
     )
     await sink(stack).DeliverEvents(
         events_pb2.DeliverEventsRequest(events=[event(site_id, order_released=released)])
@@ -285,3 +287,17 @@ async def test_bad_instruction_requests_name_the_field(stack, line):
         assert (refusal.code, refusal.fields) == (grpc.StatusCode.INVALID_ARGUMENT, [field])
     unknown = await refused(complete(line, "X-0001", 1))
     assert unknown.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_raise_after_a_cut_never_plans_more_than_the_order(stack, line, database_url):
+    ids = await release(stack, line.site_id, "ORD-7", [100] * 8)  # 800
+    for instruction_id in ids[:7]:
+        await start(line, instruction_id)
+    await reduce(stack, line.site_id, "ORD-7", 600)  # 700 already started: the 8th goes
+
+    # Raised to 750: orders releases one more container, but 700 are under way.
+    extra = await release(stack, line.site_id, "ORD-7", [100], first=9, order_quantity=750)
+
+    states = await instruction_states(database_url, line.site_id)
+    assert states[extra[0]] == ("OPEN", 50)
+    assert sum(q for s, q in states.values() if s != "WITHDRAWN") == 750

@@ -340,6 +340,7 @@ async def test_release_sends_the_pacemaker_one_instruction_per_container(erp, db
         "location_id": "FG",
         "due_time": due.isoformat(),
         "priority": 9,
+        "order_quantity": 750,
     }
     assert instruction_list(payload) == [(f"SO-1-{n:04d}", 100) for n in range(1, 8)] + [
         ("SO-1-0008", 50)

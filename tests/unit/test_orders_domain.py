@@ -145,6 +145,7 @@ def test_release_tells_the_pacemaker_one_instruction_per_container():
             due_time=DUE,
             priority=5,
             instructions=split("SO-1", 750, 100),
+            order_quantity=750,
         )
     ]
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.core.errors import FailedPrecondition
+from services.core.events import ReleasedInstruction
 from services.stations.domain import (
     INSTRUCTION_WITHDRAWN,
     INVALID_INSTRUCTION_STATE,
@@ -12,6 +13,7 @@ from services.stations.domain import (
     WRONG_STATION,
     Instruction,
     InstructionState,
+    fit_release,
     plan_reduction,
 )
 
@@ -122,3 +124,26 @@ def test_an_increase_or_an_equal_quantity_withdraws_nothing():
     for quantity in (300, 400):
         plan = plan_reduction(order, quantity)
         assert (plan.withdraw, plan.shrink) == ([], None)
+
+
+def released(*quantities: int, first: int = 1) -> list[ReleasedInstruction]:
+    return [ReleasedInstruction(f"ORD-{n:04d}", q) for n, q in enumerate(quantities, start=first)]
+
+
+def test_a_release_is_queued_whole_when_the_order_has_room():
+    assert fit_release([], released(100, 100, 50), 250) == [
+        ("ORD-0001", 100),
+        ("ORD-0002", 100),
+        ("ORD-0003", 50),
+    ]
+
+
+def test_a_release_never_plans_beyond_the_order_quantity():
+    started = [instruction(n, state=InstructionState.STARTED) for n in range(1, 8)]  # 700
+    assert fit_release(started, released(100, first=9), 750) == [("ORD-0009", 50)]
+    assert fit_release(started, released(100, first=9), 700) == []
+
+
+def test_a_redelivered_release_queues_nothing_twice():
+    queued = [instruction(1)]
+    assert fit_release(queued, released(100, 100), 200) == [("ORD-0002", 100)]
