@@ -97,6 +97,8 @@ Try it from another terminal (README.md has the whole walk-through):
       {stations} kanban.stations.v1.StationsService/WatchSignals
   .venv/bin/grpcurl -plaintext -d '{scan}' \\
       {stations} kanban.stations.v1.StationsService/ScanCard
+  .venv/bin/python examples/erp_client.py create ORD-1001 --item CHASSIS --quantity 30 \\
+      --due 2030-01-01T08:00:00Z --release
 
 Ctrl-C stops everything."""
 
