@@ -7,12 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf import timestamp_pb2
 from kanban.events.v1 import events_pb2
 
 from services.core.errors import InvalidArgument
 from services.core.events import PAYLOAD_TYPES, Payload
 from services.core.inbox import ReceivedEvent
+from services.core.protobuf import timestamp
 
 T = TypeVar("T")
 
@@ -21,19 +21,13 @@ def _oneof_field(cls: type) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
 
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _to_message(value: Any) -> Any:
     """A dataclass as the events_pb2 message of the same name."""
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(value):
         item = getattr(value, field.name)
         if isinstance(item, datetime):
-            fields[field.name] = _timestamp(item)
+            fields[field.name] = timestamp(item)
         elif isinstance(item, list):
             fields[field.name] = [_to_message(element) for element in item]
         else:
@@ -63,7 +57,7 @@ def to_proto(
         event_id=event_id,
         site_id=site_id,
         source=source,
-        occurred_at=_timestamp(occurred_at),
+        occurred_at=timestamp(occurred_at),
         **{_oneof_field(type(payload)): _to_message(payload)},
     )
 

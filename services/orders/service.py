@@ -1,6 +1,5 @@
 """The orders service layer: open a transaction, load, ask the domain, write, commit."""
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from services.core import outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, InvalidArgument
 from services.core.events import InstructionCompleted, OrderReleased
+from services.core.feeds import Heartbeat, follow
 from services.core.idempotency import run_once
 from services.core.inbox import ReceivedEvent
 from services.core.notify import Notifications
@@ -33,12 +33,6 @@ DESTINATIONS = ("stations",)
 class OrderPage:
     orders: list[Order]
     next_page_token: str
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    sent_at: datetime
-    last_sequence: int
 
 
 def _now() -> datetime:
@@ -193,36 +187,24 @@ async def list_orders(db: Database, query: commands.ListOrders) -> OrderPage:
     return OrderPage(orders, token)
 
 
-async def watch_orders(
+def watch_orders(
     db: Database,
     notifications: Notifications,
     site_id: str,
     after_sequence: int,
     heartbeat_seconds: float,
 ) -> AsyncIterator[OrderUpdate | Heartbeat]:
-    """The site's order updates after the cursor, then new ones as they commit, until shutdown."""
+    """The site's order updates after the cursor, then new ones as they commit."""
     require_id("site_id", site_id)
-    if after_sequence < 0:
-        raise InvalidArgument("after_sequence", "must be zero or more")
-    cursor = after_sequence
-    with notifications.subscribe(site_id) as changed:
-        # Ends at shutdown; the client reconnects, to another replica, from its cursor.
-        while not notifications.closed:
-            # Cleared before reading, so a change committed meanwhile wakes the next round.
-            changed.clear()
-            async with db.pool.acquire() as conn:
-                updates = await storage.updates_after(conn, site_id, cursor)
-            for update in updates:
-                cursor = update.sequence
-                yield update
-            if updates:
-                continue
-            try:
-                await asyncio.wait_for(changed.wait(), heartbeat_seconds)
-            except TimeoutError:
-                async with db.pool.acquire() as conn:
-                    last = await storage.last_update_sequence(conn, site_id)
-                yield Heartbeat(_now(), last)
+    return follow(
+        db,
+        notifications,
+        site_id,
+        after_sequence,
+        heartbeat_seconds,
+        read_after=lambda conn, cursor: storage.updates_after(conn, site_id, cursor),
+        read_last=lambda conn: storage.last_update_sequence(conn, site_id),
+    )
 
 
 # Events received

@@ -1,10 +1,8 @@
 """gRPC face of the orders service: translates messages, nothing more."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from functools import partial
 
-from google.protobuf import timestamp_pb2
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.orders.v1 import orders_pb2 as pb
 from kanban.orders.v1 import orders_pb2_grpc
@@ -15,6 +13,7 @@ from services.core.errors import InvalidArgument
 from services.core.event_sink import EventSinkServicer
 from services.core.notify import Notifications
 from services.core.periodic import every
+from services.core.protobuf import read_timestamp, timestamp
 from services.core.server import Components
 from services.orders import commands, service, storage
 from services.orders.domain import Order, OrderState, Product
@@ -31,32 +30,11 @@ _STATE_FILTERS: dict[int, OrderState | None] = {
     **{value: state for state, value in _STATES.items()},
 }
 
-# google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
-_MIN_SECONDS = -62_135_596_800
-_MAX_SECONDS = 253_402_300_799
-
 
 def _state_filter(value: int) -> OrderState | None:
     if value not in _STATE_FILTERS:
         raise InvalidArgument("state", f"unknown order state {value}")
     return _STATE_FILTERS[value]
-
-
-def _time(field: str, message: object, name: str | None = None) -> datetime | None:
-    """The Timestamp field `name` of `message` as a datetime; None when not set."""
-    name = name or field
-    if not message.HasField(name):  # type: ignore[attr-defined]
-        return None
-    stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
-        raise InvalidArgument(field, "is not a valid timestamp")
-    return stamp.ToDatetime(tzinfo=UTC)
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _product(product: Product) -> pb.Product:
@@ -76,11 +54,11 @@ def _order(order: Order) -> pb.Order:
         item_id=order.item_id,
         quantity=order.quantity,
         made_quantity=order.made_quantity,
-        due_time=_timestamp(order.due_time),
+        due_time=timestamp(order.due_time),
         priority=order.priority,
         state=_STATES[order.state],
-        created_at=_timestamp(order.created_at),
-        updated_at=_timestamp(order.updated_at),
+        created_at=timestamp(order.created_at),
+        updated_at=timestamp(order.updated_at),
         cancel_reason=order.cancel_reason,
     )
 
@@ -115,7 +93,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):  # type: ignore[mis
             erp_order_id=request.erp_order_id,
             item_id=request.item_id,
             quantity=request.quantity,
-            due_time=_time("due_time", request),
+            due_time=read_timestamp("due_time", request),
             priority=request.priority,
         )
         return pb.CreateOrderResponse(order=_order(await service.create_order(self._db, cmd)))
@@ -131,8 +109,8 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):  # type: ignore[mis
             site_id=request.site_id,
             state=_state_filter(request.state),
             item_id=request.item_id,
-            due_after=_time("due_after", request),
-            due_before=_time("due_before", request),
+            due_after=read_timestamp("due_after", request),
+            due_before=read_timestamp("due_before", request),
             page_size=request.page_size,
             page_token=request.page_token,
         )
@@ -182,7 +160,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):  # type: ignore[mis
             else:
                 yield pb.WatchOrdersResponse(
                     heartbeat=pb.Heartbeat(
-                        sent_at=_timestamp(update.sent_at), last_sequence=update.last_sequence
+                        sent_at=timestamp(update.sent_at), last_sequence=update.last_sequence
                     )
                 )
 

@@ -1,6 +1,5 @@
 """The stations service layer: open a transaction, load, ask the domain, write, commit."""
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,8 +9,9 @@ import structlog
 
 from services.core import outbox
 from services.core.db import Database
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.core.errors import AlreadyExists, FailedPrecondition
 from services.core.events import OrderReduced, OrderReleased
+from services.core.feeds import Heartbeat, follow
 from services.core.idempotency import run_once
 from services.core.inbox import ReceivedEvent
 from services.core.notify import Notifications
@@ -62,12 +62,6 @@ class CardAndSignal:
 class LoopPage:
     loops: list[Loop]
     next_page_token: str
-
-
-@dataclass(frozen=True)
-class Heartbeat:
-    sent_at: datetime
-    last_sequence: int
 
 
 def _now() -> datetime:
@@ -297,34 +291,28 @@ async def watch_signals(
     after_sequence: int,
     heartbeat_seconds: float,
 ) -> AsyncIterator[Signal | Instruction | Withdrawal | Heartbeat]:
-    """The station's work after the cursor, then new work as it comes, until shutdown."""
+    """The station's work after the cursor (signals, instructions, withdrawals), then
+    new work as it comes."""
     require_id("site_id", site_id)
     require_id("station_id", station_id)
-    if after_sequence < 0:
-        raise InvalidArgument("after_sequence", "must be zero or more")
-    cursor = after_sequence
     async with db.pool.acquire() as conn:
         await storage.require_station(conn, site_id, station_id)
-    with notifications.subscribe(f"{site_id}/{station_id}") as woken:
-        # Ends at shutdown; the terminal reconnects, to another replica, from its cursor.
-        while not notifications.closed:
-            # Cleared before reading, so work arriving meanwhile wakes the next round.
-            woken.clear()
-            async with db.pool.acquire() as conn:
-                feed = await storage.feed_after(conn, site_id, station_id, cursor)
-            for item in feed:
-                # A withdrawal matters only to a terminal that may have the instruction.
-                if not isinstance(item, Withdrawal) or item.instruction.sequence <= cursor:
-                    yield item
-                cursor = item.sequence
-            if feed:
-                continue
-            try:
-                await asyncio.wait_for(woken.wait(), heartbeat_seconds)
-            except TimeoutError:
-                async with db.pool.acquire() as conn:
-                    last = await storage.last_sequence(conn, site_id, station_id)
-                yield Heartbeat(_now(), last)
+    seen = after_sequence
+    async for item in follow(
+        db,
+        notifications,
+        f"{site_id}/{station_id}",
+        after_sequence,
+        heartbeat_seconds,
+        read_after=lambda conn, cursor: storage.feed_after(conn, site_id, station_id, cursor),
+        read_last=lambda conn: storage.last_sequence(conn, site_id, station_id),
+    ):
+        # A withdrawal matters only to a terminal that may have had the instruction.
+        withdrawn_unseen = isinstance(item, Withdrawal) and item.instruction.sequence > seen
+        if not isinstance(item, Heartbeat):
+            seen = item.sequence
+        if not withdrawn_unseen:
+            yield item
 
 
 # Production instructions of orders, at the pacemaker

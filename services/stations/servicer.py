@@ -1,10 +1,8 @@
 """gRPC face of the stations service: translates messages, nothing more."""
 
 from collections.abc import AsyncIterator
-from datetime import datetime
 from functools import partial
 
-from google.protobuf import timestamp_pb2
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
@@ -13,8 +11,10 @@ from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
 from services.core.event_sink import EventSinkServicer
+from services.core.feeds import Heartbeat
 from services.core.notify import Notifications
 from services.core.periodic import every
+from services.core.protobuf import timestamp
 from services.core.server import Components
 from services.stations import commands, service, storage
 from services.stations.domain import (
@@ -30,7 +30,6 @@ from services.stations.domain import (
     Withdrawal,
 )
 from services.stations.metrics import refresh_gauges
-from services.stations.service import Heartbeat
 
 _CARD_STATES = {
     CardState.FULL: pb.CARD_STATE_FULL,
@@ -49,12 +48,6 @@ def _initial_state(value: int) -> CardState:
     if value not in _INITIAL_STATES:
         raise InvalidArgument("initial_card_state", f"unknown card state {value}")
     return _INITIAL_STATES[value]
-
-
-def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _site(site: Site) -> pb.Site:
@@ -96,7 +89,7 @@ def _card(card: Card) -> pb.Card:
         state=_CARD_STATES[card.state],
         lot_id=card.lot_id,
         quantity=card.quantity,
-        updated_at=_timestamp(card.updated_at),
+        updated_at=timestamp(card.updated_at),
     )
 
 
@@ -110,7 +103,7 @@ def _signal(signal: Signal) -> pb.Signal:
         item_id=signal.item_id,
         quantity=signal.quantity,
         state=pb.SignalState.Value(f"SIGNAL_STATE_{signal.state.value}"),
-        raised_at=_timestamp(signal.raised_at),
+        raised_at=timestamp(signal.raised_at),
     )
 
 
@@ -122,7 +115,7 @@ def _instruction(instruction: Instruction) -> pb.Instruction:
         station_id=instruction.station_id,
         item_id=instruction.item_id,
         quantity=instruction.quantity,
-        due_time=_timestamp(instruction.due_time),
+        due_time=timestamp(instruction.due_time),
         priority=instruction.priority,
         state=pb.InstructionState.Value(f"INSTRUCTION_STATE_{instruction.state.value}"),
         sequence=instruction.sequence,
@@ -148,7 +141,7 @@ def _feed_item(item: Signal | Instruction | Withdrawal | Heartbeat) -> pb.WatchS
         case Heartbeat():
             return pb.WatchSignalsResponse(
                 heartbeat=pb.Heartbeat(
-                    sent_at=_timestamp(item.sent_at), last_sequence=item.last_sequence
+                    sent_at=timestamp(item.sent_at), last_sequence=item.last_sequence
                 )
             )
 
