@@ -1,0 +1,59 @@
+"""Every event payload survives the trip through kanban.events.v1.Event."""
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from services.core import event_codec
+from services.core.errors import InvalidArgument
+from services.core.events import (
+    PAYLOAD_TYPES,
+    CardEmptied,
+    CardFilled,
+    InstructionCompleted,
+    LoopDefined,
+    OrderReduced,
+    OrderReleased,
+    ReleasedInstruction,
+)
+
+NOW = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=UTC)
+PAYLOADS = [
+    LoopDefined("L", "PART", "SM", 1500, "L-OPENING", 1500),
+    CardEmptied("L", "L-001", "PART", "SM", "LOT-1", 500, "WELD"),
+    CardFilled("L", "L-001", "PART", "SM", "LOT-2", 480, "STAMP"),
+    OrderReleased(
+        "SO-1",
+        "CHASSIS",
+        "ASSY",
+        "FG",
+        NOW,
+        7,
+        [ReleasedInstruction("SO-1-0001", 10), ReleasedInstruction("SO-1-0002", 5)],
+        15,
+    ),
+    OrderReduced("SO-1", 0),
+    InstructionCompleted("SO-1", "SO-1-0001", "CHASSIS", "FG", "FG-LOT", 10, "ASSY"),
+]
+
+
+def test_every_payload_type_is_covered():
+    assert {type(p).__name__ for p in PAYLOADS} == set(PAYLOAD_TYPES)
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: type(p).__name__)
+def test_a_payload_round_trips(payload):
+    event_id = str(uuid.uuid4())
+
+    received = event_codec.from_proto(event_codec.to_proto(event_id, "S1", "x", NOW, payload))
+
+    assert received.payload == payload
+    assert (received.event_id, received.site_id, received.occurred_at) == (event_id, "S1", NOW)
+
+
+def test_an_event_id_that_is_no_uuid_is_refused():
+    message = event_codec.to_proto("not-a-uuid", "S1", "x", NOW, OrderReduced("SO", 1))
+    with pytest.raises(InvalidArgument) as refused:
+        event_codec.from_proto(message)
+    assert refused.value.field == "events.event_id"
