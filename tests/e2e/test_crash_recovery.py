@@ -10,7 +10,9 @@ import asyncio
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -168,10 +170,46 @@ async def assert_each_event_applied_once(
     return int(movements)
 
 
-async def start_pair(launcher: Launcher) -> tuple[ServiceProcess, ServiceProcess]:
-    """Stock and stations (with orders, which stations also sends events to)."""
+@dataclass
+class Plant:
+    """Stock and stations as processes (with orders, which stations also sends events
+    to), a fresh line on them, and a database connection to look behind the scenes."""
+
+    stock: ServiceProcess
+    stations: ServiceProcess
+    conn: asyncpg.Connection
+    stations_stub: stations_pb2_grpc.StationsServiceStub
+    stock_stub: stock_pb2_grpc.StockServiceStub
+    line: Line
+    drivers: list[LoopDriver]
+
+    async def recovered(self) -> tuple[float, int]:
+        """Waits until stock holds what the cards say, then checks the cards are as
+        driven and every event was applied once; returns (seconds, movements)."""
+        took = await converge(self.conn, self.line, self.stock_stub)
+        await assert_cards_as_driven(self.line, self.drivers)
+        movements = await assert_each_event_applied_once(self.conn, self.line.site_id, self.drivers)
+        return took, movements
+
+
+@asynccontextmanager
+async def plant(launcher: Launcher, database_url: str) -> AsyncIterator[Plant]:
     services = await launcher.start_line()
-    return services["stock"], services["stations"]
+    stock, stations = services["stock"], services["stations"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with open_channel(stations.address) as ch1, open_channel(stock.address) as ch2:
+            stations_stub = stations_pb2_grpc.StationsServiceStub(ch1)
+            stock_stub = stock_pb2_grpc.StockServiceStub(ch2)
+            line = await Line(stations_stub, new_id("site")).create(
+                cards=CARDS, container_quantity=CONTAINER
+            )
+            await converge(conn, line, stock_stub)
+            yield Plant(
+                stock, stations, conn, stations_stub, stock_stub, line, drivers_for(line.site_id)
+            )
+    finally:
+        await conn.close()
 
 
 class Load:
@@ -252,33 +290,18 @@ class Load:
 async def test_stock_killed_loses_nothing(launcher: Launcher, database_url: str) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    stock, stations = await start_pair(launcher)
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with open_channel(stations.address) as ch1, open_channel(stock.address) as ch2:
-            stations_stub = stations_pb2_grpc.StationsServiceStub(ch1)
-            stock_stub = stock_pb2_grpc.StockServiceStub(ch2)
-            line = await Line(stations_stub, new_id("site")).create(
-                cards=CARDS, container_quantity=CONTAINER
-            )
-            drivers = drivers_for(line.site_id)
-            await converge(conn, line, stock_stub)
+    async with plant(launcher, database_url) as p:
+        await p.stock.kill()
+        # Stations does not need stock: every operation succeeds while it is down.
+        await run_operations(p.stations_stub, p.drivers, 40, rng)
+        pending = await undelivered(p.conn, p.line.site_id)
+        assert pending == sum(d.events for d in p.drivers) > 0
 
-            await stock.kill()
-            # Stations does not need stock: every operation succeeds while it is down.
-            await run_operations(stations_stub, drivers, 40, rng)
-            pending = await undelivered(conn, line.site_id)
-            assert pending == sum(d.events for d in drivers) > 0
-
-            await stock.start()
-            took = await converge(conn, line, stock_stub)
-            await assert_cards_as_driven(line, drivers)
-            movements = await assert_each_event_applied_once(conn, line.site_id, drivers)
-    finally:
-        await conn.close()
+        await p.stock.start()
+        took, movements = await p.recovered()
     print(
         f"\nstock SIGKILLed: seed={seed} ops=40 while down, events pending={pending}, "
-        f"kills={stock.kills}, converged {took:.1f}s after restart, movements={movements}"
+        f"kills={p.stock.kills}, converged {took:.1f}s after restart, movements={movements}"
     )
 
 
@@ -287,35 +310,20 @@ async def test_stations_killed_with_undelivered_outbox_loses_nothing(
 ) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    stock, stations = await start_pair(launcher)
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with open_channel(stations.address) as ch1, open_channel(stock.address) as ch2:
-            stations_stub = stations_pb2_grpc.StationsServiceStub(ch1)
-            stock_stub = stock_pb2_grpc.StockServiceStub(ch2)
-            line = await Line(stations_stub, new_id("site")).create(
-                cards=CARDS, container_quantity=CONTAINER
-            )
-            drivers = drivers_for(line.site_id)
-            await converge(conn, line, stock_stub)
+    async with plant(launcher, database_url) as p:
+        await p.stock.kill()
+        await run_operations(p.stations_stub, p.drivers, 30, rng)
+        await p.stations.kill()
+        # Both are down; the events wait in the outbox of the dead stations.
+        pending = await undelivered(p.conn, p.line.site_id)
+        assert pending == sum(d.events for d in p.drivers) > 0
 
-            await stock.kill()
-            await run_operations(stations_stub, drivers, 30, rng)
-            await stations.kill()
-            # Both are down; the events wait in the outbox of the dead stations.
-            pending = await undelivered(conn, line.site_id)
-            assert pending == sum(d.events for d in drivers) > 0
-
-            await stations.start()
-            await stock.start()
-            took = await converge(conn, line, stock_stub)
-            await assert_cards_as_driven(line, drivers)
-            movements = await assert_each_event_applied_once(conn, line.site_id, drivers)
-    finally:
-        await conn.close()
+        await p.stations.start()
+        await p.stock.start()
+        took, movements = await p.recovered()
     print(
         f"\nstations SIGKILLed with {pending} events undelivered: seed={seed} ops=30, "
-        f"kills={stock.kills + stations.kills}, converged {took:.1f}s after restart, "
+        f"kills={p.stock.kills + p.stations.kills}, converged {took:.1f}s after restart, "
         f"movements={movements}"
     )
 
@@ -326,66 +334,52 @@ async def test_stations_killed_mid_load_loses_nothing(
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     kill_after = rng.uniform(0.2, 0.8)
-    stock, stations = await start_pair(launcher)
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with open_channel(stations.address) as ch1, open_channel(stock.address) as ch2:
-            stations_stub = stations_pb2_grpc.StationsServiceStub(ch1)
-            stock_stub = stock_pb2_grpc.StockServiceStub(ch2)
-            line = await Line(stations_stub, new_id("site")).create(
-                cards=CARDS, container_quantity=CONTAINER
+    async with plant(launcher, database_url) as p:
+        load = Load(p.stations_stub, p.drivers, rng)
+        committed_unanswered: list[str] = []
+
+        async def crash(load: Load) -> None:
+            await asyncio.sleep(kill_after)
+            await p.stations.kill()
+            load.stats["ops_before_kill"] = load.ops
+            # Requests the dead process never answered; those it had committed
+            # must come back with their first answer, not be refused as, say,
+            # "card already EMPTY".
+            pending = list(load.in_flight.values())
+            load.stats["in_flight_at_kill"] = len(pending)
+            rows = await p.conn.fetch(
+                """SELECT request_id FROM stations.request_log
+                   WHERE site_id = $1 AND request_id = ANY($2::text[])""",
+                p.line.site_id,
+                pending,
             )
-            drivers = drivers_for(line.site_id)
-            await converge(conn, line, stock_stub)
-            load = Load(stations_stub, drivers, rng)
-            committed_unanswered: list[str] = []
+            committed_unanswered.extend(r["request_id"] for r in rows)
+            await p.stations.start()
+            load.restarted.set()
 
-            async def crash(load: Load) -> None:
-                await asyncio.sleep(kill_after)
-                await stations.kill()
-                load.stats["ops_before_kill"] = load.ops
-                # Requests the dead process never answered; those it had committed
-                # must come back with their first answer, not be refused as, say,
-                # "card already EMPTY".
-                pending = list(load.in_flight.values())
-                load.stats["in_flight_at_kill"] = len(pending)
-                rows = await conn.fetch(
-                    """SELECT request_id FROM stations.request_log
-                       WHERE site_id = $1 AND request_id = ANY($2::text[])""",
-                    line.site_id,
-                    pending,
-                )
-                committed_unanswered.extend(r["request_id"] for r in rows)
-                await stations.start()
-                load.restarted.set()
+        await load.run(crash)
+        assert p.stations.kills == 1 and p.stations.starts == 2
+        assert load.retried, "no call saw the crash"
+        # Retries of requests committed before the kill: answered with the first answer.
+        from_log = len(set(committed_unanswered) & load.retried)
+        await load.replay_all()
 
-            await load.run(crash)
-            assert stations.kills == 1 and stations.starts == 2
-            assert load.retried, "no call saw the crash"
-            # Retries of requests committed before the kill: answered with the first answer.
-            from_log = len(set(committed_unanswered) & load.retried)
-            await load.replay_all()
-
-            took = await converge(conn, line, stock_stub)
-            await assert_cards_as_driven(line, drivers)
-            movements = await assert_each_event_applied_once(conn, line.site_id, drivers)
-            for driver in drivers:
-                # One signal per successful scan, numbered without gaps or repeats.
-                sequences = await conn.fetch(
-                    """SELECT sequence FROM stations.signals
-                       WHERE site_id = $1 AND station_id = $2 ORDER BY sequence""",
-                    line.site_id,
-                    driver.supplier,
-                )
-                scans = driver.count("ScanCard")
-                assert [r["sequence"] for r in sequences] == list(range(1, scans + 1)), (
-                    f"{len(sequences)} signals at {driver.supplier} for {scans} scans"
-                )
-    finally:
-        await conn.close()
+        took, movements = await p.recovered()
+        for driver in p.drivers:
+            # One signal per successful scan, numbered without gaps or repeats.
+            sequences = await p.conn.fetch(
+                """SELECT sequence FROM stations.signals
+                   WHERE site_id = $1 AND station_id = $2 ORDER BY sequence""",
+                p.line.site_id,
+                driver.supplier,
+            )
+            scans = driver.count("ScanCard")
+            assert [r["sequence"] for r in sequences] == list(range(1, scans + 1)), (
+                f"{len(sequences)} signals at {driver.supplier} for {scans} scans"
+            )
     print(
         f"\nstations SIGKILLed mid-load after {kill_after:.2f}s: seed={seed} ops={load.ops} "
-        f"({load.stats['ops_before_kill']} before the kill), kills={stations.kills}, "
+        f"({load.stats['ops_before_kill']} before the kill), kills={p.stations.kills}, "
         f"unanswered at kill {load.stats['in_flight_at_kill']} "
         f"(committed {len(committed_unanswered)}), retried requests={len(load.retried)} "
         f"({from_log} already committed), "
@@ -402,45 +396,31 @@ async def test_stock_killed_mid_delivery_loses_nothing(
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     kill_after = rng.uniform(0.2, 0.8)
-    stock, stations = await start_pair(launcher)
-    conn = await asyncpg.connect(database_url)
-    try:
-        async with open_channel(stations.address) as ch1, open_channel(stock.address) as ch2:
-            stations_stub = stations_pb2_grpc.StationsServiceStub(ch1)
-            stock_stub = stock_pb2_grpc.StockServiceStub(ch2)
-            line = await Line(stations_stub, new_id("site")).create(
-                cards=CARDS, container_quantity=CONTAINER
+    async with plant(launcher, database_url) as p:
+        load = Load(p.stations_stub, p.drivers, rng)
+
+        async def crash(load: Load) -> None:
+            await asyncio.sleep(kill_after)
+            await p.stock.kill()
+            load.stats["ops_before_kill"] = load.ops
+            # Applied by the dead stock, not (yet) marked delivered: sent again later.
+            load.stats["applied_unacknowledged"] = await p.conn.fetchval(
+                """SELECT count(*) FROM stations.outbox o JOIN stock.inbox i USING (event_id)
+                   WHERE o.site_id = $1 AND o.delivered_at IS NULL""",
+                p.line.site_id,
             )
-            drivers = drivers_for(line.site_id)
-            await converge(conn, line, stock_stub)
-            load = Load(stations_stub, drivers, rng)
+            await asyncio.sleep(0.3)  # the load goes on without stock
+            await p.stock.start()
+            load.restarted.set()
 
-            async def crash(load: Load) -> None:
-                await asyncio.sleep(kill_after)
-                await stock.kill()
-                load.stats["ops_before_kill"] = load.ops
-                # Applied by the dead stock, not (yet) marked delivered: sent again later.
-                load.stats["applied_unacknowledged"] = await conn.fetchval(
-                    """SELECT count(*) FROM stations.outbox o JOIN stock.inbox i USING (event_id)
-                       WHERE o.site_id = $1 AND o.delivered_at IS NULL""",
-                    line.site_id,
-                )
-                await asyncio.sleep(0.3)  # the load goes on without stock
-                await stock.start()
-                load.restarted.set()
+        await load.run(crash)
+        assert p.stock.kills == 1 and p.stock.starts == 2
+        assert not load.retried, "stations failed calls while stock was down"
 
-            await load.run(crash)
-            assert stock.kills == 1 and stock.starts == 2
-            assert not load.retried, "stations failed calls while stock was down"
-
-            took = await converge(conn, line, stock_stub)
-            await assert_cards_as_driven(line, drivers)
-            movements = await assert_each_event_applied_once(conn, line.site_id, drivers)
-    finally:
-        await conn.close()
+        took, movements = await p.recovered()
     print(
         f"\nstock SIGKILLed mid-delivery after {kill_after:.2f}s: seed={seed} ops={load.ops} "
-        f"({load.stats['ops_before_kill']} before the kill), kills={stock.kills}, "
+        f"({load.stats['ops_before_kill']} before the kill), kills={p.stock.kills}, "
         f"applied but unacknowledged at kill {load.stats['applied_unacknowledged']}, "
         f"converged {took:.1f}s, movements={movements}"
     )
