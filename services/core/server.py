@@ -2,8 +2,9 @@
 
 import asyncio
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,16 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from kanban.events.v1 import events_pb2, events_pb2_grpc
 
 from services.core import logs, metrics
 from services.core.config import Settings
 from services.core.db import Database
+from services.core.event_sink import EventSinkServicer
+from services.core.inbox import EventHandler
 from services.core.interceptors import ObservabilityInterceptor
 from services.core.migrations import migrate
+from services.core.periodic import every
 from services.core.relay import Relay
 
 log = structlog.get_logger()
@@ -46,8 +51,12 @@ class ServiceSpec:
     directory: Path
     # Builds the components; lives in the service's servicer module.
     assemble: Callable[[Database, Settings], Components]
-    # Services this one sends events to.
+    # Services this one sends events to: a relay delivers its outbox to them.
     destinations: tuple[str, ...] = ()
+    # Applies events other services send: an EventSinkService is served for it.
+    apply_event: EventHandler | None = None
+    # Reads the service's gauges from the database, every gauge_refresh_seconds.
+    refresh_gauges: Callable[[Database], Awaitable[None]] | None = None
 
 
 def build_server(
@@ -61,6 +70,27 @@ def build_server(
     names = [*components.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     return server, server.add_insecure_port(f"[::]:{port}")
+
+
+def _with_platform_parts(
+    spec: ServiceSpec, components: Components, db: Database, settings: Settings
+) -> Components:
+    """Adds what the spec asks of the platform: the event sink, the gauge refresh."""
+    if spec.apply_event is not None:
+        components.servicers.append(
+            (
+                events_pb2_grpc.add_EventSinkServiceServicer_to_server,
+                EventSinkServicer(db, spec.apply_event),
+            )
+        )
+        components.service_names.append(
+            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name
+        )
+    if spec.refresh_gauges is not None:
+        components.background.append(
+            every(settings.gauge_refresh_seconds, partial(spec.refresh_gauges, db))
+        )
+    return components
 
 
 class RunningService:
@@ -115,7 +145,7 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
         applied = await migrate(conn, spec.name, spec.directory)
     if applied:
         log.info("migrated", versions=applied)
-    components = spec.assemble(db, settings)
+    components = _with_platform_parts(spec, spec.assemble(db, settings), db, settings)
     health_servicer = health.aio.HealthServicer()
     server, port = build_server(components, health_servicer, settings.grpc_port)
     background = list(components.background)

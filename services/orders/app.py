@@ -3,9 +3,15 @@
 from pathlib import Path
 
 from services.core.server import ServiceSpec
-from services.orders.service import DESTINATIONS
+from services.orders.metrics import refresh_gauges
+from services.orders.service import DESTINATIONS, apply_event
 from services.orders.servicer import assemble
 
 SPEC = ServiceSpec(
-    name="orders", directory=Path(__file__).parent, assemble=assemble, destinations=DESTINATIONS
+    name="orders",
+    directory=Path(__file__).parent,
+    assemble=assemble,
+    destinations=DESTINATIONS,
+    apply_event=apply_event,
+    refresh_gauges=refresh_gauges,
 )

@@ -1,23 +1,18 @@
 """gRPC face of the orders service: translates messages, nothing more."""
 
 from collections.abc import AsyncIterator
-from functools import partial
 
-from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.orders.v1 import orders_pb2 as pb
 from kanban.orders.v1 import orders_pb2_grpc
 
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
-from services.core.event_sink import EventSinkServicer
 from services.core.notify import Notifications
-from services.core.periodic import every
 from services.core.protobuf import read_timestamp, timestamp
 from services.core.server import Components
 from services.orders import commands, service, storage
 from services.orders.domain import Order, OrderState, Product
-from services.orders.metrics import refresh_gauges
 
 _STATES = {
     OrderState.OPEN: pb.ORDER_STATE_OPEN,
@@ -173,18 +168,10 @@ def assemble(db: Database, settings: Settings) -> Components:
                 orders_pb2_grpc.add_OrdersServiceServicer_to_server,
                 OrdersServicer(db, notifications, settings),
             ),
-            (
-                events_pb2_grpc.add_EventSinkServiceServicer_to_server,
-                EventSinkServicer(db, service.apply_event),
-            ),
         ],
         service_names=[
             pb.DESCRIPTOR.services_by_name["OrdersService"].full_name,
-            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name,
         ],
-        background=[
-            notifications.run(),
-            every(settings.gauge_refresh_seconds, partial(refresh_gauges, db)),
-        ],
+        background=[notifications.run()],
         on_stop=[notifications.close],
     )

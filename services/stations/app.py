@@ -3,9 +3,15 @@
 from pathlib import Path
 
 from services.core.server import ServiceSpec
-from services.stations.service import DESTINATIONS
+from services.stations.metrics import refresh_gauges
+from services.stations.service import DESTINATIONS, apply_event
 from services.stations.servicer import assemble
 
 SPEC = ServiceSpec(
-    name="stations", directory=Path(__file__).parent, assemble=assemble, destinations=DESTINATIONS
+    name="stations",
+    directory=Path(__file__).parent,
+    assemble=assemble,
+    destinations=DESTINATIONS,
+    apply_event=apply_event,
+    refresh_gauges=refresh_gauges,
 )

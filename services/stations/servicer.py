@@ -1,19 +1,15 @@
 """gRPC face of the stations service: translates messages, nothing more."""
 
 from collections.abc import AsyncIterator
-from functools import partial
 
-from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
-from services.core.event_sink import EventSinkServicer
 from services.core.feeds import Heartbeat
 from services.core.notify import Notifications
-from services.core.periodic import every
 from services.core.protobuf import timestamp
 from services.core.server import Components
 from services.stations import commands, service, storage
@@ -29,7 +25,6 @@ from services.stations.domain import (
     Station,
     Withdrawal,
 )
-from services.stations.metrics import refresh_gauges
 
 _CARD_STATES = {
     CardState.FULL: pb.CARD_STATE_FULL,
@@ -325,18 +320,10 @@ def assemble(db: Database, settings: Settings) -> Components:
                 stations_pb2_grpc.add_StationsServiceServicer_to_server,
                 StationsServicer(db, notifications, settings),
             ),
-            (
-                events_pb2_grpc.add_EventSinkServiceServicer_to_server,
-                EventSinkServicer(db, service.apply_event),
-            ),
         ],
         service_names=[
             pb.DESCRIPTOR.services_by_name["StationsService"].full_name,
-            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name,
         ],
-        background=[
-            notifications.run(),
-            every(settings.gauge_refresh_seconds, partial(refresh_gauges, db)),
-        ],
+        background=[notifications.run()],
         on_stop=[notifications.close],
     )

@@ -1,18 +1,12 @@
 """gRPC face of the stock service: translates messages, nothing more."""
 
-from functools import partial
-
-from kanban.events.v1 import events_pb2, events_pb2_grpc
 from kanban.stock.v1 import stock_pb2 as pb
 from kanban.stock.v1 import stock_pb2_grpc
 
 from services.core.config import Settings
 from services.core.db import Database
-from services.core.event_sink import EventSinkServicer
-from services.core.periodic import every
 from services.core.server import Components
 from services.stock import service
-from services.stock.metrics import refresh_gauges
 
 
 class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
@@ -51,14 +45,8 @@ def assemble(db: Database, settings: Settings) -> Components:
     return Components(
         servicers=[
             (stock_pb2_grpc.add_StockServiceServicer_to_server, StockServicer(db)),
-            (
-                events_pb2_grpc.add_EventSinkServiceServicer_to_server,
-                EventSinkServicer(db, service.apply_event),
-            ),
         ],
         service_names=[
             pb.DESCRIPTOR.services_by_name["StockService"].full_name,
-            events_pb2.DESCRIPTOR.services_by_name["EventSinkService"].full_name,
         ],
-        background=[every(settings.gauge_refresh_seconds, partial(refresh_gauges, db))],
     )
