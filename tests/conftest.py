@@ -15,6 +15,7 @@ from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
+from services.alerts.app import SPEC as ALERTS
 from services.core.config import Settings
 from services.core.server import RunningService, start_service
 from services.orders.app import SPEC as ORDERS
@@ -50,16 +51,21 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
 
 
 class Stack:
-    """Stock, orders and stations running in this process, on free ports."""
+    """Alerts, stock, orders and stations running in this process, on free ports."""
 
     def __init__(
-        self, stock: RunningService, orders: RunningService, stations: RunningService
+        self,
+        alerts: RunningService,
+        stock: RunningService,
+        orders: RunningService,
+        stations: RunningService,
     ) -> None:
+        self.alerts_service = alerts
         self.stock_service = stock
         self.orders_service = orders
         self.stations_service = stations
         # Where each service listens, as a replica's Settings.peers wants it.
-        self.peers = {s.spec.name: s.address for s in (stock, orders, stations)}
+        self.peers = {s.spec.name: s.address for s in (alerts, stock, orders, stations)}
         self.channels = [
             grpc.aio.insecure_channel(stations.address),
             grpc.aio.insecure_channel(stock.address),
@@ -72,7 +78,12 @@ class Stack:
     async def close(self) -> None:
         for channel in self.channels:
             await channel.close()
-        for service in (self.stations_service, self.orders_service, self.stock_service):
+        for service in (
+            self.stations_service,
+            self.orders_service,
+            self.stock_service,
+            self.alerts_service,
+        ):
             await service.stop(0.5)
 
 
@@ -84,14 +95,14 @@ def free_port() -> int:
 
 
 async def start_stack(database_url: str) -> Stack:
-    # Orders and stations send each other events, so both addresses are fixed first.
-    ports = {name: free_port() for name in ("stock", "orders", "stations")}
+    # The services send each other events, so every address is fixed first.
+    ports = {name: free_port() for name in ("alerts", "stock", "orders", "stations")}
     peers = {name: f"localhost:{port}" for name, port in ports.items()}
     running = [
         await start_service(
             spec, fast_settings(database_url, grpc_port=ports[spec.name], peers=peers)
         )
-        for spec in (STOCK, ORDERS, STATIONS)
+        for spec in (ALERTS, STOCK, ORDERS, STATIONS)
     ]
     return Stack(*running)
 

@@ -26,6 +26,8 @@ def _to_message(value: Any) -> Any:
     fields: dict[str, Any] = {}
     for field in dataclasses.fields(value):
         item = getattr(value, field.name)
+        if item is None:
+            continue
         if isinstance(item, datetime):
             fields[field.name] = timestamp(item)
         elif isinstance(item, list):
@@ -42,6 +44,9 @@ def _from_message(cls: type[T], message: Any) -> T:
         item, hint = getattr(message, field.name), hints[field.name]
         if hint is datetime:
             fields[field.name] = item.ToDatetime(tzinfo=UTC)
+        elif hint == datetime | None:
+            has = message.HasField(field.name)
+            fields[field.name] = item.ToDatetime(tzinfo=UTC) if has else None
         elif typing.get_origin(hint) is list:
             (element,) = typing.get_args(hint)
             fields[field.name] = [_from_message(element, m) for m in item]

@@ -9,6 +9,14 @@ from datetime import datetime
 
 
 @dataclass(frozen=True)
+class ItemDefined:
+    """An item exists, counted in this unit; stock keeps its own copy."""
+
+    item_id: str
+    unit_of_measure: str
+
+
+@dataclass(frozen=True)
 class LoopDefined:
     loop_id: str
     item_id: str
@@ -27,6 +35,9 @@ class CardEmptied:
     lot_id: str
     quantity: int
     consumer_station_id: str
+    # The lot was scrapped or returned in stock: the card goes back to its supplier
+    # for a replacement, and stock has already moved the parts out.
+    written_off: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,9 @@ class CardFilled:
     lot_id: str
     quantity: int
     supplier_station_id: str
+    # When the supplier started the container: lots consumed at its station from
+    # then on (and the lot in use then) went into this lot.
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -73,20 +87,93 @@ class InstructionCompleted:
     lot_id: str
     quantity: int
     station_id: str
+    started_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LotQuarantined:
+    """Quality froze a lot: it may not be consumed, issued or moved out of quarantine."""
+
+    lot_id: str
+    item_id: str
+    reason: str
+    disposition_id: str
+
+
+@dataclass(frozen=True)
+class LotReleased:
+    """The lot is usable again (released as is, or reworked)."""
+
+    lot_id: str
+    item_id: str
+
+
+@dataclass(frozen=True)
+class LotWrittenOff:
+    """A quarantined lot was scrapped or returned to its supplier: it is gone."""
+
+    lot_id: str
+    item_id: str
+    # "SCRAP" or "RETURN_TO_SUPPLIER".
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CountVarianceFlagged:
+    """A cycle count found more difference than its tolerance; it waits for approval."""
+
+    count_id: str
+    location_id: str
+    item_id: str
+    lot_id: str
+    book_quantity: int
+    counted_quantity: int
+    tolerance_percent: float
+
+
+@dataclass(frozen=True)
+class StockThresholdCrossed:
+    """On-hand of an item (at a location, or at the whole site when location_id is
+    empty) crossed its safety stock or overstock line, or came back between them."""
+
+    item_id: str
+    location_id: str
+    # "BELOW_SAFETY_STOCK", "ABOVE_OVERSTOCK" or "NORMAL".
+    state: str
+    on_hand: int
+    safety_stock: int
+    overstock: int
 
 
 Payload = (
-    LoopDefined | CardEmptied | CardFilled | OrderReleased | OrderReduced | InstructionCompleted
+    ItemDefined
+    | LoopDefined
+    | CardEmptied
+    | CardFilled
+    | OrderReleased
+    | OrderReduced
+    | InstructionCompleted
+    | LotQuarantined
+    | LotReleased
+    | LotWrittenOff
+    | CountVarianceFlagged
+    | StockThresholdCrossed
 )
 
 PAYLOAD_TYPES: dict[str, type[Payload]] = {
     cls.__name__: cls
     for cls in (
+        ItemDefined,
         LoopDefined,
         CardEmptied,
         CardFilled,
         OrderReleased,
         OrderReduced,
         InstructionCompleted,
+        LotQuarantined,
+        LotReleased,
+        LotWrittenOff,
+        CountVarianceFlagged,
+        StockThresholdCrossed,
     )
 }

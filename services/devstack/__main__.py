@@ -72,9 +72,10 @@ async def prepare(layout: dict[str, Any]) -> list[str]:
         await asyncio.gather(*(wait_until_serving(f"localhost:{grpc_port(s)}") for s in SERVICES))
     async with (
         grpc.aio.insecure_channel(f"localhost:{grpc_port('stations')}") as stations,
+        grpc.aio.insecure_channel(f"localhost:{grpc_port('stock')}") as stock,
         grpc.aio.insecure_channel(f"localhost:{grpc_port('orders')}") as orders,
     ):
-        return await apply_layout(stations, orders, layout)
+        return await apply_layout(stations, stock, orders, layout)
 
 
 def banner(database_url: str, loops: list[str]) -> str:

@@ -1,4 +1,5 @@
-"""Applies a line layout (sites, stations, items, loops, products) from YAML through gRPC.
+"""Applies a line layout (sites, stations, items, loops, warehouses and their
+locations, products) from YAML through gRPC.
 
 Request ids are derived from each entry's content, so applying the same file
 again returns the first answers and changes nothing.
@@ -14,6 +15,7 @@ import yaml
 from kanban.orders.v1 import orders_pb2, orders_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
+from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
 
 def _request_id(kind: str, entry: dict[str, Any]) -> str:
@@ -27,7 +29,10 @@ def load_layout(path: Path) -> dict[str, Any]:
 
 
 async def apply_layout(
-    stations: grpc.aio.Channel, orders: grpc.aio.Channel, layout: dict[str, Any]
+    stations: grpc.aio.Channel,
+    stock: grpc.aio.Channel,
+    orders: grpc.aio.Channel,
+    layout: dict[str, Any],
 ) -> list[str]:
     """Creates what the layout describes; returns the loop ids."""
     stub = stations_pb2_grpc.StationsServiceStub(stations)
@@ -47,6 +52,22 @@ async def apply_layout(
     for loop in layout["loops"]:
         await stub.CreateLoop(
             pb.CreateLoopRequest(request_id=_request_id("loop", loop), site_id=site_id, **loop)
+        )
+    warehouses = stock_pb2_grpc.StockServiceStub(stock)
+    for warehouse in layout.get("warehouses", []):
+        await warehouses.CreateWarehouse(
+            stock_pb2.CreateWarehouseRequest(
+                request_id=_request_id("warehouse", warehouse), site_id=site_id, **warehouse
+            )
+        )
+    for location in layout.get("locations", []):
+        kind = stock_pb2.LocationKind.Value(f"LOCATION_KIND_{location['kind']}")
+        await warehouses.CreateLocation(
+            stock_pb2.CreateLocationRequest(
+                request_id=_request_id("location", location),
+                site_id=site_id,
+                **{**location, "kind": kind},
+            )
         )
     products = orders_pb2_grpc.OrdersServiceStub(orders)
     for product in layout.get("products", []):

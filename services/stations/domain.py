@@ -5,10 +5,14 @@ at the supplier) -> IN_PROCESS (the supplier started it) -> FULL (the supplier
 completed it with a lot). Because a loop has a fixed number of cards and a
 container never holds more than the container quantity, units in the supermarket
 plus units in process never exceed the loop's cap.
+
+A container whose lot quality has on hold may not be consumed; if the lot is
+written off (scrapped or returned), the container is gone and its card empties.
 """
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -28,6 +32,7 @@ NO_OPEN_SIGNAL = "NO_OPEN_SIGNAL"
 INSTRUCTION_WITHDRAWN = "INSTRUCTION_WITHDRAWN"
 INVALID_INSTRUCTION_STATE = "INVALID_INSTRUCTION_STATE"
 NO_OPEN_INSTRUCTION = "NO_OPEN_INSTRUCTION"
+LOT_QUARANTINED = "LOT_QUARANTINED"
 
 MAX_CARDS_PER_LOOP = 999
 
@@ -49,6 +54,12 @@ class SignalState(enum.Enum):
     OPEN = "OPEN"
     STARTED = "STARTED"
     COMPLETED = "COMPLETED"
+
+
+class LotHoldStatus(enum.Enum):
+    HELD = "HELD"
+    RELEASED = "RELEASED"
+    WRITTEN_OFF = "WRITTEN_OFF"
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,18 @@ class Loop:
         ]
 
 
+@dataclass(frozen=True)
+class LotHold:
+    """Quality froze the lot (stock quarantined it): its containers may not be used."""
+
+    site_id: str
+    lot_id: str
+    item_id: str
+    reason: str
+    disposition_id: str
+    held_at: datetime
+
+
 @dataclass
 class Card:
     site_id: str
@@ -135,11 +158,39 @@ class Card:
     updated_at: datetime
     # When the card last became EMPTY: the start of its replenishment lead time.
     emptied_at: datetime | None
+    # When the supplier last started it. This and `hold` default to None because
+    # stored answers to requests made before they existed lack them.
+    started_at: datetime | None = None
+    # The hold on the lot in the container while FULL, if quality has one.
+    hold: LotHold | None = None
 
     def scan(self, loop: Loop, station_id: str, now: datetime) -> CardEmptied:
         """The consumer takes the container out of the supermarket."""
         _require_station(station_id, loop.consumer_station_id, f"card {self.card_code}", "consumer")
         self._require_state(CardState.FULL, "scan")
+        if self.hold is not None:
+            raise FailedPrecondition(
+                LOT_QUARANTINED,
+                f"lot {self.lot_id} in card {self.card_code} is quarantined: "
+                "set this container aside, do not use it",
+                {
+                    "card_code": self.card_code,
+                    "lot_id": self.lot_id,
+                    "hold_reason": self.hold.reason,
+                },
+            )
+        return self._empty(loop, station_id, now)
+
+    def write_off(self, loop: Loop, now: datetime) -> CardEmptied:
+        """The lot in the container was scrapped or returned to its supplier: the
+        container is gone, so the card empties and asks its supplier for another,
+        as if it had been consumed. Stock already moved the parts out."""
+        self._require_state(CardState.FULL, "write off")
+        return self._empty(loop, "", now, written_off=True)
+
+    def _empty(
+        self, loop: Loop, consumer_station_id: str, now: datetime, written_off: bool = False
+    ) -> CardEmptied:
         emptied = CardEmptied(
             loop_id=loop.loop_id,
             card_code=self.card_code,
@@ -147,9 +198,10 @@ class Card:
             location_id=loop.supermarket_location_id,
             lot_id=self.lot_id,
             quantity=self.quantity,
-            consumer_station_id=station_id,
+            consumer_station_id=consumer_station_id,
+            written_off=written_off,
         )
-        self.state, self.lot_id, self.quantity = CardState.EMPTY, "", 0
+        self.state, self.lot_id, self.quantity, self.hold = CardState.EMPTY, "", 0, None
         self.updated_at = self.emptied_at = now
         return emptied
 
@@ -158,7 +210,7 @@ class Card:
         _require_station(station_id, loop.supplier_station_id, f"card {self.card_code}", "supplier")
         self._require_state(CardState.EMPTY, "start")
         self.state = CardState.IN_PROCESS
-        self.updated_at = now
+        self.updated_at = self.started_at = now
 
     def complete(
         self, loop: Loop, station_id: str, lot_id: str, quantity: int, now: datetime
@@ -193,6 +245,7 @@ class Card:
             lot_id=lot_id,
             quantity=quantity,
             supplier_station_id=station_id,
+            started_at=self.started_at,
         )
 
     def _require_state(self, expected: CardState, action: str) -> None:
@@ -272,8 +325,11 @@ class Instruction:
     sequence: int
     lot_id: str
     made_quantity: int
+    # When the pacemaker started it; None before, and for stored answers to
+    # requests made before this was recorded.
+    started_at: datetime | None = None
 
-    def start(self, station_id: str) -> None:
+    def start(self, station_id: str, now: datetime) -> None:
         _require_station(station_id, self.station_id, self._name, "pacemaker")
         if self.state is InstructionState.WITHDRAWN:
             raise FailedPrecondition(
@@ -287,7 +343,7 @@ class Instruction:
                 f"cannot start {self._name}: it is {self.state.value}, not OPEN",
                 {"instruction_state": self.state.value, "instruction_id": self.instruction_id},
             )
-        self.state = InstructionState.STARTED
+        self.state, self.started_at = InstructionState.STARTED, now
 
     def complete(self, station_id: str, lot_id: str, quantity: int) -> InstructionCompleted:
         _require_station(station_id, self.station_id, self._name, "pacemaker")
@@ -318,6 +374,7 @@ class Instruction:
             lot_id=lot_id,
             quantity=quantity,
             station_id=station_id,
+            started_at=self.started_at,
         )
 
     @property
@@ -360,6 +417,59 @@ class Withdrawal:
 
     instruction: Instruction
     sequence: int
+
+
+@dataclass(frozen=True)
+class LotHoldNotice:
+    """Tells a consumer station's terminals that containers in its supermarket hold
+    a lot on hold, so they set them aside before anyone scans one; then, with a
+    later sequence, that the hold was lifted: released, or written off (the cards
+    are EMPTY and their suppliers were asked for new containers)."""
+
+    site_id: str
+    station_id: str
+    # The sequence it is sent with: held_sequence while HELD, a later one once lifted.
+    sequence: int
+    lot_id: str
+    item_id: str
+    reason: str
+    card_codes: list[str]
+    status: LotHoldStatus
+    held_sequence: int
+
+    @classmethod
+    def held(
+        cls, hold: LotHold, station_id: str, card_codes: list[str], sequence: int
+    ) -> "LotHoldNotice":
+        return cls(
+            site_id=hold.site_id,
+            station_id=station_id,
+            sequence=sequence,
+            lot_id=hold.lot_id,
+            item_id=hold.item_id,
+            reason=hold.reason,
+            card_codes=card_codes,
+            status=LotHoldStatus.HELD,
+            held_sequence=sequence,
+        )
+
+    def lifted(
+        self, status: LotHoldStatus, card_codes: list[str], sequence: int
+    ) -> "LotHoldNotice":
+        return dataclasses.replace(self, status=status, card_codes=card_codes, sequence=sequence)
+
+
+# What a station's terminals are sent, each numbered with the station's sequence.
+FeedItem = Signal | Instruction | Withdrawal | LotHoldNotice
+
+
+def cards_by_consumer(cards: list[Card], loops: Mapping[str, Loop]) -> dict[str, list[str]]:
+    """The cards' codes per consumer station of their loops, stations in order: whom
+    a hold on the lot in them concerns."""
+    codes: dict[str, list[str]] = {}
+    for card in sorted(cards, key=lambda c: c.card_code):
+        codes.setdefault(loops[card.loop_id].consumer_station_id, []).append(card.card_code)
+    return dict(sorted(codes.items()))
 
 
 @dataclass(frozen=True)
@@ -408,6 +518,8 @@ class LoopStatus:
     in_process_cards: int
     units_in_supermarket: int
     units_in_process: int
+    # FULL cards (counted in full_cards too) whose lot is on hold: set aside.
+    quarantined_cards: int
 
     @property
     def wip_units(self) -> int:

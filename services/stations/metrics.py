@@ -24,6 +24,11 @@ OVERPRODUCTION_BLOCKED = Counter(
     "it (loop_id is empty for a pacemaker's instructions).",
     ("site_id", "station_id", "loop_id"),
 )
+SCANS_REFUSED = Counter(
+    "kanban_scans_refused",
+    "Scans refused, by reason (e.g. LOT_QUARANTINED: the container's lot is on hold).",
+    ("site_id", "station_id", "reason"),
+)
 SIGNAL_WAIT = Histogram(
     "kanban_signal_wait_seconds",
     "From the consumer's scan until the supplier starts the signal.",

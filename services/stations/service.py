@@ -10,7 +10,14 @@ import structlog
 from services.core import outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition
-from services.core.events import OrderReduced, OrderReleased
+from services.core.events import (
+    ItemDefined,
+    LotQuarantined,
+    LotReleased,
+    LotWrittenOff,
+    OrderReduced,
+    OrderReleased,
+)
 from services.core.feeds import Heartbeat, follow
 from services.core.idempotency import run_once
 from services.core.inbox import ReceivedEvent
@@ -24,15 +31,20 @@ from services.stations.domain import (
     Board,
     Card,
     CardState,
+    FeedItem,
     Instruction,
     InstructionState,
     Item,
     Loop,
+    LotHold,
+    LotHoldNotice,
+    LotHoldStatus,
     Signal,
     SignalState,
     Site,
     Station,
     Withdrawal,
+    cards_by_consumer,
     fit_release,
     no_open_instruction,
     no_open_signal,
@@ -104,6 +116,14 @@ async def create_item(db: Database, cmd: commands.CreateItem) -> Item:
         item = Item(cmd.site_id, cmd.item_id, cmd.description, cmd.unit_of_measure)
         stored = await storage.insert_item(conn, item)
         _same_or_conflict("item", cmd.item_id, item, stored)
+        # Stock keeps its own copy, with the unit it counts in.
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=STOCK,
+            payload=ItemDefined(item.item_id, item.unit_of_measure),
+            occurred_at=_now(),
+        )
         return stored
 
     return await run_once(db, cmd, Item, action)
@@ -208,7 +228,11 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
         card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
         loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
-        emptied = card.scan(loop, cmd.station_id, now)
+        try:
+            emptied = card.scan(loop, cmd.station_id, now)
+        except FailedPrecondition as refusal:
+            m.SCANS_REFUSED.labels(cmd.site_id, cmd.station_id, refusal.reason).inc()
+            raise
         await storage.save_card(conn, card)
         signal = await _raise_signal(conn, loop, card, now)
         await outbox.enqueue(
@@ -290,9 +314,9 @@ async def watch_signals(
     station_id: str,
     after_sequence: int,
     heartbeat_seconds: float,
-) -> AsyncIterator[Signal | Instruction | Withdrawal | Heartbeat]:
-    """The station's work after the cursor (signals, instructions, withdrawals), then
-    new work as it comes."""
+) -> AsyncIterator[FeedItem | Heartbeat]:
+    """The station's work after the cursor (signals, instructions, withdrawals) and
+    news of lots on hold in its supermarket, then new ones as they come."""
     require_id("site_id", site_id)
     require_id("station_id", station_id)
     async with db.pool.acquire() as conn:
@@ -307,12 +331,22 @@ async def watch_signals(
         read_after=lambda conn, cursor: storage.feed_after(conn, site_id, station_id, cursor),
         read_last=lambda conn: storage.last_sequence(conn, site_id, station_id),
     ):
-        # A withdrawal matters only to a terminal that may have had the instruction.
-        withdrawn_unseen = isinstance(item, Withdrawal) and item.instruction.sequence > seen
+        takes_back_unseen = _takes_back(item) > seen
         if not isinstance(item, Heartbeat):
             seen = item.sequence
-        if not withdrawn_unseen:
+        if not takes_back_unseen:
             yield item
+
+
+def _takes_back(item: FeedItem | Heartbeat) -> int:
+    """The sequence of what a withdrawal or a lifted hold takes back (0 for anything
+    else): it matters only to a terminal that may have seen that."""
+    match item:
+        case Withdrawal():
+            return item.instruction.sequence
+        case LotHoldNotice() if item.status is not LotHoldStatus.HELD:
+            return item.held_sequence
+    return 0
 
 
 # Production instructions of orders, at the pacemaker
@@ -330,7 +364,7 @@ async def start_instruction(db: Database, cmd: commands.StartInstruction) -> Ins
             if urgent is None:
                 raise no_open_instruction(cmd.station_id)
             instruction = urgent
-        instruction.start(cmd.station_id)
+        instruction.start(cmd.station_id, _now())
         await storage.save_instruction(conn, instruction)
         return instruction
 
@@ -363,12 +397,19 @@ async def complete_instruction(db: Database, cmd: commands.CompleteInstruction) 
 
 
 async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
-    """Orders' events, inside the inbox transaction that records them as applied."""
+    """Orders' and stock's events, inside the inbox transaction that records them as
+    applied."""
     match event.payload:
         case OrderReleased() as released:
             await _queue_instructions(conn, event.site_id, released)
         case OrderReduced() as reduced:
             await _withdraw_instructions(conn, event.site_id, reduced)
+        case LotQuarantined() as quarantined:
+            await _hold_lot(conn, event.site_id, quarantined, event.occurred_at)
+        case LotReleased() as lot:
+            await _release_lot(conn, event.site_id, lot)
+        case LotWrittenOff() as lot:
+            await _write_off_lot(conn, event.site_id, lot)
 
 
 async def _queue_instructions(conn: asyncpg.Connection, site_id: str, order: OrderReleased) -> None:
@@ -420,3 +461,75 @@ async def _withdraw_instructions(
         instruction.sequence = await storage.next_sequence(conn, site_id, instruction.station_id)
         await storage.save_instruction(conn, instruction)
         await storage.notify_station(conn, site_id, instruction.station_id)
+
+
+# Quality holds on lots, from stock. Each lot event locks the lot's FULL cards
+# first, then its hold and notices, then stations in order of their ids: two of
+# them never wait on each other in a circle, nor on a scan (one card, then one
+# station).
+
+
+async def _hold_lot(
+    conn: asyncpg.Connection, site_id: str, lot: LotQuarantined, held_at: datetime
+) -> None:
+    """No container of the lot may be consumed; the stations consuming them are told."""
+    # Locked before the hold is recorded: a scan racing it either committed first
+    # (its card is EMPTY, left out here, and the scan stands) or waits for this
+    # transaction and then sees the hold.
+    cards = await storage.lock_full_cards_of_lot(conn, site_id, lot.lot_id)
+    hold = LotHold(site_id, lot.lot_id, lot.item_id, lot.reason, lot.disposition_id, held_at)
+    if not await storage.insert_lot_hold(conn, hold):
+        return  # held already: its stations were told then
+    loops = await storage.loops_of(conn, site_id, (c.loop_id for c in cards))
+    for station_id, card_codes in cards_by_consumer(cards, loops).items():
+        sequence = await storage.next_sequence(conn, site_id, station_id)
+        await storage.insert_hold_notice(
+            conn, LotHoldNotice.held(hold, station_id, card_codes, sequence)
+        )
+
+
+async def _release_lot(conn: asyncpg.Connection, site_id: str, lot: LotReleased) -> None:
+    """The lot's containers may be used again; the stations told of the hold are told."""
+    cards = await storage.lock_full_cards_of_lot(conn, site_id, lot.lot_id)
+    await storage.delete_lot_hold(conn, site_id, lot.lot_id)
+    loops = await storage.loops_of(conn, site_id, (c.loop_id for c in cards))
+    notices = await storage.lock_held_notices(conn, site_id, lot.lot_id)
+    await _lift_notices(conn, notices, LotHoldStatus.RELEASED, cards_by_consumer(cards, loops))
+
+
+async def _write_off_lot(conn: asyncpg.Connection, site_id: str, lot: LotWrittenOff) -> None:
+    """The lot was scrapped or returned: its containers are gone, so their cards
+    empty and their suppliers are asked for new ones, as a scan would."""
+    cards = await storage.lock_full_cards_of_lot(conn, site_id, lot.lot_id)
+    await storage.delete_lot_hold(conn, site_id, lot.lot_id)
+    loops = await storage.loops_of(conn, site_id, (c.loop_id for c in cards))
+    notices = await storage.lock_held_notices(conn, site_id, lot.lot_id)
+    await storage.lock_stations(
+        conn,
+        site_id,
+        [loops[c.loop_id].supplier_station_id for c in cards] + [n.station_id for n in notices],
+    )
+    now = _now()
+    for card in cards:
+        loop = loops[card.loop_id]
+        emptied = card.write_off(loop, now)
+        await storage.save_card(conn, card)
+        await _raise_signal(conn, loop, card, now)
+        await outbox.enqueue(
+            conn, site_id=site_id, destinations=STOCK, payload=emptied, occurred_at=now
+        )
+    await _lift_notices(conn, notices, LotHoldStatus.WRITTEN_OFF, cards_by_consumer(cards, loops))
+
+
+async def _lift_notices(
+    conn: asyncpg.Connection,
+    notices: list[LotHoldNotice],
+    status: LotHoldStatus,
+    card_codes: dict[str, list[str]],
+) -> None:
+    """Each station told of the hold learns it is lifted, and which of its cards that
+    concerns now, with its next sequence."""
+    for notice in notices:
+        sequence = await storage.next_sequence(conn, notice.site_id, notice.station_id)
+        lifted = notice.lifted(status, card_codes.get(notice.station_id, []), sequence)
+        await storage.lift_hold_notice(conn, lifted)

@@ -17,9 +17,11 @@ from services.stations.domain import (
     Board,
     Card,
     CardState,
+    FeedItem,
     Instruction,
     Item,
     Loop,
+    LotHoldNotice,
     Signal,
     Site,
     Station,
@@ -85,6 +87,7 @@ def _card(card: Card) -> pb.Card:
         lot_id=card.lot_id,
         quantity=card.quantity,
         updated_at=timestamp(card.updated_at),
+        lot_quarantined=card.hold is not None,
     )
 
 
@@ -119,7 +122,7 @@ def _instruction(instruction: Instruction) -> pb.Instruction:
     )
 
 
-def _feed_item(item: Signal | Instruction | Withdrawal | Heartbeat) -> pb.WatchSignalsResponse:
+def _feed_item(item: FeedItem | Heartbeat) -> pb.WatchSignalsResponse:
     match item:
         case Signal():
             return pb.WatchSignalsResponse(signal=_signal(item))
@@ -130,6 +133,17 @@ def _feed_item(item: Signal | Instruction | Withdrawal | Heartbeat) -> pb.WatchS
                 withdrawal=pb.Withdrawal(
                     instruction_id=item.instruction.instruction_id,
                     erp_order_id=item.instruction.erp_order_id,
+                    sequence=item.sequence,
+                )
+            )
+        case LotHoldNotice():
+            return pb.WatchSignalsResponse(
+                lot_hold_notice=pb.LotHoldNotice(
+                    lot_id=item.lot_id,
+                    item_id=item.item_id,
+                    reason=item.reason,
+                    card_codes=item.card_codes,
+                    status=pb.LotHoldStatus.Value(f"LOT_HOLD_STATUS_{item.status.value}"),
                     sequence=item.sequence,
                 )
             )
@@ -152,6 +166,7 @@ def _board(board: Board) -> pb.GetBoardResponse:
                 units_in_supermarket=s.units_in_supermarket,
                 units_in_process=s.units_in_process,
                 wip_units=s.wip_units,
+                quarantined_cards=s.quarantined_cards,
             )
             for s in board.loops
         ],

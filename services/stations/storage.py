@@ -1,6 +1,7 @@
-"""SQL for loops, cards and signals. Functions take the caller's connection."""
+"""SQL for loops, cards, signals, instructions and lot holds. Functions take the caller's
+connection."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,11 +11,15 @@ from services.core.errors import NotFound
 from services.stations.domain import (
     Card,
     CardState,
+    FeedItem,
     Instruction,
     InstructionState,
     Item,
     Loop,
     LoopStatus,
+    LotHold,
+    LotHoldNotice,
+    LotHoldStatus,
     Signal,
     SignalState,
     Site,
@@ -23,14 +28,17 @@ from services.stations.domain import (
 )
 
 SIGNALS_CHANNEL = "kanban_signals"
-# How many signals (and instructions) one read of a station's feed returns at most.
+# How many signals (and instructions, and lot hold notices) one read of a station's
+# feed returns at most.
 FEED_PAGE = 1000
 
 _LOOP_COLUMNS = """site_id, loop_id, item_id, supplier_station_id, consumer_station_id,
                    supermarket_location_id, container_quantity, card_count"""
-_CARD_COLUMNS = "site_id, card_code, loop_id, state, lot_id, quantity, updated_at, emptied_at"
+_CARD_COLUMNS = """site_id, card_code, loop_id, state, lot_id, quantity, updated_at, emptied_at,
+                   started_at"""
 _SIGNAL_COLUMNS = """site_id, station_id, sequence, loop_id, card_code, item_id, quantity,
                      state, raised_at"""
+_HOLD_COLUMNS = "site_id, lot_id, item_id, reason, disposition_id, held_at"
 
 
 def _loop(row: asyncpg.Record) -> Loop:
@@ -39,6 +47,34 @@ def _loop(row: asyncpg.Record) -> Loop:
 
 def _card(row: asyncpg.Record) -> Card:
     return Card(**{**dict(row), "state": CardState(row["state"])})
+
+
+async def _with_holds(
+    conn: asyncpg.Connection, site_id: str, rows: list[asyncpg.Record]
+) -> list[Card]:
+    """The cards, each FULL one with the hold on its lot if there is one.
+
+    Read by a statement of its own after the one that locked the cards: under READ
+    COMMITTED it sees a hold committed while that one waited for a card's lock,
+    which a join in the locking statement would not.
+    """
+    cards = [_card(r) for r in rows]
+    lots = sorted({c.lot_id for c in cards if c.state is CardState.FULL})
+    if not lots:
+        return cards
+    holds = {
+        r["lot_id"]: LotHold(**dict(r))
+        for r in await conn.fetch(
+            f"""SELECT {_HOLD_COLUMNS} FROM lot_holds
+                WHERE site_id = $1 AND lot_id = ANY($2::text[])""",
+            site_id,
+            lots,
+        )
+    }
+    for card in cards:
+        if card.state is CardState.FULL:
+            card.hold = holds.get(card.lot_id)
+    return cards
 
 
 def _signal(row: asyncpg.Record) -> Signal:
@@ -129,6 +165,17 @@ async def require_item(conn: asyncpg.Connection, site_id: str, item_id: str) -> 
         raise NotFound("item", item_id)
 
 
+async def loops_of(
+    conn: asyncpg.Connection, site_id: str, loop_ids: Iterable[str]
+) -> dict[str, Loop]:
+    rows = await conn.fetch(
+        f"SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id = ANY($2::text[])",
+        site_id,
+        sorted(set(loop_ids)),
+    )
+    return {r["loop_id"]: _loop(r) for r in rows}
+
+
 async def get_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> Loop:
     row = await conn.fetchrow(
         f"SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id = $2", site_id, loop_id
@@ -156,7 +203,7 @@ async def list_loops(
 
 async def insert_cards(conn: asyncpg.Connection, cards: list[Card]) -> None:
     await conn.executemany(
-        f"INSERT INTO cards ({_CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        f"INSERT INTO cards ({_CARD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         [
             (
                 c.site_id,
@@ -167,6 +214,7 @@ async def insert_cards(conn: asyncpg.Connection, cards: list[Card]) -> None:
                 c.quantity,
                 c.updated_at,
                 c.emptied_at,
+                c.started_at,
             )
             for c in cards
         ],
@@ -181,7 +229,8 @@ async def get_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Ca
     )
     if row is None:
         raise NotFound("card", card_code)
-    return _card(row)
+    (card,) = await _with_holds(conn, site_id, [row])
+    return card
 
 
 async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Card:
@@ -193,7 +242,8 @@ async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> C
     )
     if row is None:
         raise NotFound("card", card_code)
-    return _card(row)
+    (card,) = await _with_holds(conn, site_id, [row])
+    return card
 
 
 async def lock_oldest_card_to_start(
@@ -213,6 +263,19 @@ async def lock_oldest_card_to_start(
     return _card(row) if row else None
 
 
+async def lock_full_cards_of_lot(conn: asyncpg.Connection, site_id: str, lot_id: str) -> list[Card]:
+    """The FULL cards holding the lot, locked in code order. A scan holding one of
+    them is waited for; if it emptied the card, the card is left out."""
+    rows = await conn.fetch(
+        f"""SELECT {_CARD_COLUMNS} FROM cards
+            WHERE site_id = $1 AND lot_id = $2 AND state = 'FULL'
+            ORDER BY card_code FOR UPDATE""",
+        site_id,
+        lot_id,
+    )
+    return await _with_holds(conn, site_id, rows)
+
+
 async def cards_of_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> list[Card]:
     rows = await conn.fetch(
         f"""SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND loop_id = $2
@@ -220,13 +283,13 @@ async def cards_of_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) ->
         site_id,
         loop_id,
     )
-    return [_card(r) for r in rows]
+    return await _with_holds(conn, site_id, rows)
 
 
 async def save_card(conn: asyncpg.Connection, card: Card) -> None:
     await conn.execute(
         """UPDATE cards SET state = $3, lot_id = $4, quantity = $5, updated_at = $6,
-                            emptied_at = $7
+                            emptied_at = $7, started_at = $8
            WHERE site_id = $1 AND card_code = $2""",
         card.site_id,
         card.card_code,
@@ -235,6 +298,7 @@ async def save_card(conn: asyncpg.Connection, card: Card) -> None:
         card.quantity,
         card.updated_at,
         card.emptied_at,
+        card.started_at,
     )
 
 
@@ -252,6 +316,17 @@ async def next_sequence(conn: asyncpg.Connection, site_id: str, station_id: str)
         station_id,
     )
     return int(sequence)
+
+
+async def lock_stations(conn: asyncpg.Connection, site_id: str, station_ids: Iterable[str]) -> None:
+    """Locks the stations' rows in one order before their sequences are bumped one by
+    one, so that two transactions bumping several stations never wait in a circle."""
+    await conn.execute(
+        """SELECT 1 FROM stations WHERE site_id = $1 AND station_id = ANY($2::text[])
+           ORDER BY station_id FOR UPDATE""",
+        site_id,
+        sorted(set(station_ids)),
+    )
 
 
 async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> None:
@@ -340,8 +415,11 @@ async def loop_statuses(conn: asyncpg.Connection, site_id: str | None) -> list[L
                    coalesce(sum(c.quantity) FILTER (WHERE c.state = 'FULL'), 0)::bigint
                        AS units_in_supermarket,
                    l.container_quantity * count(*) FILTER (WHERE c.state = 'IN_PROCESS')
-                       AS units_in_process
+                       AS units_in_process,
+                   count(*) FILTER (WHERE c.state = 'FULL' AND h.lot_id IS NOT NULL)
+                       AS quarantined_cards
             FROM loops l JOIN cards c USING (site_id, loop_id)
+                 LEFT JOIN lot_holds h ON h.site_id = c.site_id AND h.lot_id = c.lot_id
             WHERE $1::text IS NULL OR l.site_id = $1
             GROUP BY l.site_id, l.loop_id
             ORDER BY l.site_id, l.loop_id""",
@@ -356,6 +434,7 @@ async def loop_statuses(conn: asyncpg.Connection, site_id: str | None) -> list[L
             in_process_cards=r["in_process_cards"],
             units_in_supermarket=r["units_in_supermarket"],
             units_in_process=r["units_in_process"],
+            quarantined_cards=r["quarantined_cards"],
         )
         for r in rows
     ]
@@ -373,7 +452,8 @@ async def open_signal_counts(conn: asyncpg.Connection, site_id: str) -> dict[str
 # Instructions
 
 _INSTRUCTION_COLUMNS = """site_id, instruction_id, erp_order_id, station_id, item_id, location_id,
-                          quantity, due_time, priority, state, sequence, lot_id, made_quantity"""
+                          quantity, due_time, priority, state, sequence, lot_id, made_quantity,
+                          started_at"""
 
 
 def _instruction(row: Mapping[str, Any]) -> Instruction:
@@ -393,7 +473,7 @@ async def station_exists(conn: asyncpg.Connection, site_id: str, station_id: str
 async def insert_instruction(conn: asyncpg.Connection, instruction: Instruction) -> None:
     await conn.execute(
         f"""INSERT INTO instructions ({_INSTRUCTION_COLUMNS}, released_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
             ON CONFLICT DO NOTHING""",
         instruction.site_id,
         instruction.instruction_id,
@@ -408,6 +488,7 @@ async def insert_instruction(conn: asyncpg.Connection, instruction: Instruction)
         instruction.sequence,
         instruction.lot_id,
         instruction.made_quantity,
+        instruction.started_at,
     )
     await notify_station(conn, instruction.site_id, instruction.station_id)
 
@@ -461,7 +542,7 @@ async def lock_instructions_of_order(
 async def save_instruction(conn: asyncpg.Connection, instruction: Instruction) -> None:
     await conn.execute(
         """UPDATE instructions SET state = $3, quantity = $4, sequence = $5, lot_id = $6,
-                                   made_quantity = $7
+                                   made_quantity = $7, started_at = $8
            WHERE site_id = $1 AND instruction_id = $2""",
         instruction.site_id,
         instruction.instruction_id,
@@ -470,6 +551,7 @@ async def save_instruction(conn: asyncpg.Connection, instruction: Instruction) -
         instruction.sequence,
         instruction.lot_id,
         instruction.made_quantity,
+        instruction.started_at,
     )
 
 
@@ -489,10 +571,11 @@ async def withdraw_instruction(
 
 async def feed_after(
     conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
-) -> list[Signal | Instruction | Withdrawal]:
-    """The station's open signals, open instructions and withdrawals after the cursor,
-    in sequence order, at most a page of each."""
+) -> list[FeedItem]:
+    """The station's open signals, open instructions, withdrawals and lot hold notices
+    after the cursor, in sequence order, at most a page of each."""
     signals = await open_signals_after(conn, site_id, station_id, after_sequence)
+    notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
     rows = await conn.fetch(
         f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence FROM instructions
             WHERE site_id = $1 AND station_id = $2
@@ -514,11 +597,12 @@ async def feed_after(
             if withdrawn_sequence is None
             else Withdrawal(instruction, withdrawn_sequence)
         )
-    feed = sorted([*signals, *instructions], key=lambda item: item.sequence)
+    feed: list[FeedItem] = sorted([*signals, *instructions, *notices], key=lambda i: i.sequence)
     # A full page may have more after it: stop where the first full page ends, so
-    # that the cursor never jumps over what the other page did not reach.
+    # that the cursor never jumps over what the other pages did not reach.
+    pages: tuple[Sequence[FeedItem], ...] = (signals, instructions, notices)
     horizon = min(
-        (page[-1].sequence for page in (signals, instructions) if len(page) == FEED_PAGE),
+        (page[-1].sequence for page in pages if len(page) == FEED_PAGE),
         default=None,
     )
     return [item for item in feed if horizon is None or item.sequence <= horizon]
@@ -531,6 +615,104 @@ async def open_instruction_counts(conn: asyncpg.Connection, site_id: str) -> dic
         site_id,
     )
     return {r["station_id"]: r["n"] for r in rows}
+
+
+# Lot holds
+
+_NOTICE_COLUMNS = """site_id, station_id, held_sequence, lot_id, item_id, reason, card_codes,
+                     status, lifted_sequence"""
+
+
+def _notice(row: asyncpg.Record) -> LotHoldNotice:
+    fields = dict(row)
+    lifted_sequence = fields.pop("lifted_sequence")
+    return LotHoldNotice(
+        **{
+            **fields,
+            "status": LotHoldStatus(row["status"]),
+            "sequence": lifted_sequence or row["held_sequence"],
+        }
+    )
+
+
+async def insert_lot_hold(conn: asyncpg.Connection, hold: LotHold) -> bool:
+    """Records the hold; False if the lot was already held."""
+    inserted = await conn.fetchval(
+        f"""INSERT INTO lot_holds ({_HOLD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT DO NOTHING RETURNING true""",
+        hold.site_id,
+        hold.lot_id,
+        hold.item_id,
+        hold.reason,
+        hold.disposition_id,
+        hold.held_at,
+    )
+    return bool(inserted)
+
+
+async def delete_lot_hold(conn: asyncpg.Connection, site_id: str, lot_id: str) -> None:
+    await conn.execute("DELETE FROM lot_holds WHERE site_id = $1 AND lot_id = $2", site_id, lot_id)
+
+
+async def insert_hold_notice(conn: asyncpg.Connection, notice: LotHoldNotice) -> None:
+    await conn.execute(
+        f"""INSERT INTO lot_hold_notices ({_NOTICE_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL)""",
+        notice.site_id,
+        notice.station_id,
+        notice.held_sequence,
+        notice.lot_id,
+        notice.item_id,
+        notice.reason,
+        notice.card_codes,
+        notice.status.value,
+    )
+    await notify_station(conn, notice.site_id, notice.station_id)
+
+
+async def lock_held_notices(
+    conn: asyncpg.Connection, site_id: str, lot_id: str
+) -> list[LotHoldNotice]:
+    """The stations told of the hold on the lot and not yet of its lifting."""
+    rows = await conn.fetch(
+        f"""SELECT {_NOTICE_COLUMNS} FROM lot_hold_notices
+            WHERE site_id = $1 AND lot_id = $2 AND status = 'HELD'
+            ORDER BY station_id FOR UPDATE""",
+        site_id,
+        lot_id,
+    )
+    return [_notice(r) for r in rows]
+
+
+async def lift_hold_notice(conn: asyncpg.Connection, notice: LotHoldNotice) -> None:
+    await conn.execute(
+        """UPDATE lot_hold_notices SET status = $4, card_codes = $5, lifted_sequence = $6
+           WHERE site_id = $1 AND station_id = $2 AND held_sequence = $3""",
+        notice.site_id,
+        notice.station_id,
+        notice.held_sequence,
+        notice.status.value,
+        notice.card_codes,
+        notice.sequence,
+    )
+    await notify_station(conn, notice.site_id, notice.station_id)
+
+
+async def hold_notices_after(
+    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
+) -> list[LotHoldNotice]:
+    """Holds still in place announced after the cursor, and liftings after it."""
+    rows = await conn.fetch(
+        f"""SELECT {_NOTICE_COLUMNS} FROM lot_hold_notices
+            WHERE site_id = $1 AND station_id = $2
+              AND ((status = 'HELD' AND held_sequence > $3) OR lifted_sequence > $3)
+            ORDER BY coalesce(lifted_sequence, held_sequence) LIMIT $4""",
+        site_id,
+        station_id,
+        after_sequence,
+        FEED_PAGE,
+    )
+    return [_notice(r) for r in rows]
 
 
 async def site_ids(conn: asyncpg.Connection) -> list[str]:

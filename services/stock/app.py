@@ -1,10 +1,10 @@
-"""The stock service: on-hand per location, item and lot, moved by events."""
+"""The stock service: warehouses, the movement ledger, lots, quality holds, counts."""
 
 from pathlib import Path
 
 from services.core.server import ServiceSpec
 from services.stock.metrics import refresh_gauges
-from services.stock.service import apply_event
+from services.stock.service import STATIONS_AND_ALERTS, apply_event
 from services.stock.servicer import assemble
 
 SPEC = ServiceSpec(
@@ -12,5 +12,6 @@ SPEC = ServiceSpec(
     directory=Path(__file__).parent,
     assemble=assemble,
     apply_event=apply_event,
+    destinations=STATIONS_AND_ALERTS,
     refresh_gauges=refresh_gauges,
 )

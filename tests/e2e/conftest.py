@@ -159,12 +159,12 @@ class Launcher:
         return await service.start()
 
     async def start_line(self) -> dict[str, ServiceProcess]:
-        """Stock, orders and stations, each knowing where the others listen.
+        """Alerts, stock, orders and stations, each knowing where the others listen.
 
-        Orders and stations send each other events, so their ports are chosen
-        before either starts.
+        Stations and the services it exchanges events with send each other events,
+        so every port is chosen before any starts.
         """
-        names = ("stock", "orders", "stations")
+        names = ("alerts", "stock", "orders", "stations")
         ports = {name: free_port() for name in names}
         peers = {name: f"localhost:{port}" for name, port in ports.items()}
         started = {}

@@ -86,6 +86,8 @@ async def test_metrics_are_valid_for_prometheus(stack, line):
         "kanban_signal_wait_seconds_bucket{",
         "kanban_card_lead_time_seconds_bucket{",
         "kanban_stock_on_hand_units{",
+        f'kanban_stock_movements_total{{kind="ISSUE",site_id="{line.site_id}"}}',
+        f'kanban_stock_supply_seconds{{item_id="PART",site_id="{line.site_id}"}}',
         "kanban_outbox_events_delivered_total{",
     ):
         assert expected in text, expected

@@ -11,18 +11,27 @@ from services.core.events import (
     PAYLOAD_TYPES,
     CardEmptied,
     CardFilled,
+    CountVarianceFlagged,
     InstructionCompleted,
+    ItemDefined,
     LoopDefined,
+    LotQuarantined,
+    LotReleased,
+    LotWrittenOff,
     OrderReduced,
     OrderReleased,
     ReleasedInstruction,
+    StockThresholdCrossed,
 )
 
 NOW = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=UTC)
 PAYLOADS = [
+    ItemDefined("PART", "kg"),
     LoopDefined("L", "PART", "SM", 1500, "L-OPENING", 1500),
     CardEmptied("L", "L-001", "PART", "SM", "LOT-1", 500, "WELD"),
+    CardEmptied("L", "L-002", "PART", "SM", "LOT-1", 500, "", written_off=True),
     CardFilled("L", "L-001", "PART", "SM", "LOT-2", 480, "STAMP"),
+    CardFilled("L", "L-001", "PART", "SM", "LOT-2", 480, "STAMP", started_at=NOW),
     OrderReleased(
         "SO-1",
         "CHASSIS",
@@ -34,7 +43,12 @@ PAYLOADS = [
         15,
     ),
     OrderReduced("SO-1", 0),
-    InstructionCompleted("SO-1", "SO-1-0001", "CHASSIS", "FG", "FG-LOT", 10, "ASSY"),
+    InstructionCompleted("SO-1", "SO-1-0001", "CHASSIS", "FG", "FG-LOT", 10, "ASSY", NOW),
+    LotQuarantined("LOT-1", "PART", "burrs on the edge", "D-1"),
+    LotReleased("LOT-1", "PART"),
+    LotWrittenOff("LOT-1", "PART", "SCRAP"),
+    CountVarianceFlagged("C-1", "BIN-1", "PART", "LOT-1", 100, 90, 2.5),
+    StockThresholdCrossed("PART", "", "BELOW_SAFETY_STOCK", 90, 100, 1000),
 ]
 
 

@@ -86,7 +86,7 @@ def test_start_by_supplier_puts_an_empty_card_in_process():
     card.start(LOOP, SUPPLIER, LATER)
 
     assert card.state is CardState.IN_PROCESS
-    assert card.updated_at == LATER
+    assert card.updated_at == card.started_at == LATER
     assert card.emptied_at == NOW  # the lead time still runs from the scan
 
 
@@ -103,6 +103,7 @@ def test_complete_by_supplier_fills_the_card_with_the_new_lot():
         lot_id="LOT-42",
         quantity=10,
         supplier_station_id=SUPPLIER,
+        started_at=NOW,
     )
     assert (card.state, card.lot_id, card.quantity) == (CardState.FULL, "LOT-42", 10)
     assert card.updated_at == LATER
@@ -258,6 +259,7 @@ def status(loop: Loop, full: int, in_process: int, units_full: int) -> LoopStatu
         in_process_cards=in_process,
         units_in_supermarket=units_full,
         units_in_process=in_process * loop.container_quantity,
+        quarantined_cards=0,
     )
 
 

@@ -1,6 +1,6 @@
 """Production instructions at the pacemaker and how an order's reduction is planned."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,7 @@ from services.stations.domain import (
 )
 
 DUE = datetime(2026, 12, 1, tzinfo=UTC)
+NOW = DUE - timedelta(hours=3)
 
 
 def instruction(n: int, quantity: int = 100, state=InstructionState.OPEN, made: int = 0):
@@ -40,7 +41,7 @@ def instruction(n: int, quantity: int = 100, state=InstructionState.OPEN, made: 
 
 def test_an_instruction_is_started_then_completed_by_its_pacemaker():
     work = instruction(1)
-    work.start("ASSY")
+    work.start("ASSY", NOW)
     done = work.complete("ASSY", "LOT-9", 80)
 
     assert (work.state, work.made_quantity, work.lot_id) == (
@@ -49,6 +50,8 @@ def test_an_instruction_is_started_then_completed_by_its_pacemaker():
         "LOT-9",
     )
     assert (done.erp_order_id, done.quantity, done.location_id) == ("ORD", 80, "FG")
+    # Stock traces what went into the lot by what the station consumed from then on.
+    assert work.started_at == done.started_at == NOW
 
 
 @pytest.mark.parametrize(
@@ -62,7 +65,7 @@ def test_completing_an_instruction_that_is_not_started_is_overproduction(state):
 
 def test_completing_more_than_the_instruction_is_overproduction():
     work = instruction(1, quantity=10)
-    work.start("ASSY")
+    work.start("ASSY", NOW)
     with pytest.raises(FailedPrecondition) as refused:
         work.complete("ASSY", "LOT", 11)
     assert refused.value.reason == OVERPRODUCTION_BLOCKED
@@ -71,18 +74,19 @@ def test_completing_more_than_the_instruction_is_overproduction():
 
 def test_a_withdrawn_instruction_cannot_start():
     with pytest.raises(FailedPrecondition) as refused:
-        instruction(1, state=InstructionState.WITHDRAWN).start("ASSY")
+        instruction(1, state=InstructionState.WITHDRAWN).start("ASSY", NOW)
     assert refused.value.reason == INSTRUCTION_WITHDRAWN
 
 
 def test_a_started_instruction_cannot_start_again_nor_at_another_station():
     work = instruction(1)
     with pytest.raises(FailedPrecondition) as elsewhere:
-        work.start("WELD")
+        work.start("WELD", NOW)
     assert elsewhere.value.reason == WRONG_STATION
-    work.start("ASSY")
+    assert work.started_at is None
+    work.start("ASSY", NOW)
     with pytest.raises(FailedPrecondition) as twice:
-        work.start("ASSY")
+        work.start("ASSY", NOW)
     assert twice.value.reason == INVALID_INSTRUCTION_STATE
 
 
