@@ -390,10 +390,11 @@ class Count:
 
     @property
     def accuracy(self) -> float:
-        """The share of lines whose count matched the books exactly."""
+        """Inventory record accuracy: the share of lines whose count matched the books
+        within the count's tolerance."""
         if not self.lines:
             return 1.0
-        return sum(line.variance == 0 for line in self.lines) / len(self.lines)
+        return sum(line.within(self.tolerance_percent) for line in self.lines) / len(self.lines)
 
 
 # Thresholds
@@ -441,7 +442,10 @@ def turnover(
     end: datetime,
 ) -> Turnover:
     """Turnover over [start, end) from the on-hand at start and the ledger's changes since,
-    in time order. The average on hand is weighted by how long each level lasted."""
+    in time order. The average on hand is weighted by how long each level lasted. An
+    item younger than the window is measured from its first movement."""
+    if opening == 0 and changes and changes[0][0] > start:
+        start = changes[0][0]
     window = (end - start).total_seconds()
     level, since, area = opening, start, 0.0
     for at, delta in changes:
@@ -451,7 +455,6 @@ def turnover(
     average = area / window if window else float(level)
     rate = issued / average if average else 0.0
     days = window / timedelta(days=1).total_seconds()
-    daily_use = issued / days if days else 0.0
     return Turnover(
         item_id=item.item_id,
         unit_of_measure=item.unit_of_measure,
@@ -460,5 +463,11 @@ def turnover(
         average_on_hand=average,
         turnover=rate,
         annual_turnover=rate * 365 / days if days else 0.0,
-        days_of_supply=level / daily_use if daily_use else None,
+        days_of_supply=days_of_supply(level, issued, days),
     )
+
+
+def days_of_supply(on_hand: int, issued: int, days: float) -> float | None:
+    """How long on-hand lasts at the rate `issued` was used over `days`; None without use."""
+    daily_use = issued / days if days else 0.0
+    return on_hand / daily_use if daily_use else None

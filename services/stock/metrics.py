@@ -1,11 +1,12 @@
 """The stock service's domain metrics."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core.db import Database
 from services.stock import storage
+from services.stock.domain import days_of_supply
 
 # Days of supply on the gauges look back this far for the rate of use.
 SUPPLY_WINDOW = timedelta(days=30)
@@ -19,7 +20,7 @@ ON_HAND = Gauge(
 SUPPLY = Gauge(
     "kanban_stock_supply_seconds",
     "Days of supply, in seconds: how long the available stock of an item lasts at its "
-    "use over the last 30 days; absent for items not used in that time.",
+    "use over the last 30 days (or since it first moved); absent for items not used.",
     ("site_id", "item_id"),
 )
 MOVEMENTS = Counter(
@@ -61,12 +62,16 @@ THRESHOLD_CROSSINGS = Counter(
 async def refresh_gauges(db: Database) -> None:
     async with db.pool.acquire() as conn:
         on_hand = await storage.on_hand_by_status(conn)
-        supply = await storage.days_of_supply(conn, SUPPLY_WINDOW)
+        use = await storage.use_and_availability(conn, SUPPLY_WINDOW)
     ON_HAND.clear()
     for row in on_hand:
         ON_HAND.labels(row["site_id"], row["location_id"], row["item_id"], row["status"]).set(
             row["on_hand"]
         )
     SUPPLY.clear()
-    for site_id, item_id, days in supply:
-        SUPPLY.labels(site_id, item_id).set(days * SECONDS_PER_DAY)
+    now = datetime.now(UTC)
+    for row in use:
+        since = max(now - SUPPLY_WINDOW, row["first_moved_at"])
+        days = days_of_supply(row["on_hand"], row["issued"], (now - since) / timedelta(days=1))
+        if days is not None:
+            SUPPLY.labels(row["site_id"], row["item_id"]).set(days * SECONDS_PER_DAY)

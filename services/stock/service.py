@@ -33,6 +33,7 @@ from services.core.validation import optional_id, page_size, require_id
 from services.stock import commands, storage
 from services.stock import metrics as m
 from services.stock.domain import (
+    INSUFFICIENT_STOCK,
     Count,
     CountLine,
     CountState,
@@ -501,14 +502,10 @@ async def _apply_kanban_move(
             )
             await _require_room(conn, site_id, entry.location_id, item_id, entry.quantity)
         else:
-            found = await storage.find_lot(conn, site_id, lot_id)
-            if found is None:
-                check_take(lot_id, entry.location_id, 0, -entry.quantity)
-            assert found is not None
-            lot = found
-            lot.require_item(item_id)
             # No hold check: the station consumed it before the hold reached it
             # (stations refuses scans of held lots from then on).
+            lot = await _lot_for_issue(conn, site_id, lot_id, entry.location_id, -entry.quantity)
+            lot.require_item(item_id)
             await _take_out(conn, lot, entry.location_id, -entry.quantity)
     except FailedPrecondition as refusal:
         # Acknowledged, not retried: the refusal itself is the record.
@@ -545,6 +542,20 @@ async def _apply_kanban_move(
             entry.occurred_at,
         )
     await _settle(conn, lot, [entry.location_id], entry.occurred_at)
+
+
+async def _lot_for_issue(
+    conn: asyncpg.Connection, site_id: str, lot_id: str, location_id: str, quantity: int
+) -> Lot:
+    """The lot a kanban scan took from; a lot stock never received has nothing to take."""
+    lot = await storage.find_lot(conn, site_id, lot_id)
+    if lot is None:
+        raise FailedPrecondition(
+            INSUFFICIENT_STOCK,
+            f"{quantity} of lot {lot_id} taken at {location_id}, a lot stock never received",
+            {"available": "0", "lot_id": lot_id, "location_id": location_id},
+        )
+    return lot
 
 
 # Quality

@@ -831,11 +831,10 @@ async def on_hand_by_status(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     return rows
 
 
-async def days_of_supply(
-    conn: asyncpg.Connection, window: timedelta
-) -> list[tuple[str, str, float]]:
-    """Available on hand / average daily use over the window, for items used in it."""
-    rows = await conn.fetch(
+async def use_and_availability(conn: asyncpg.Connection, window: timedelta) -> list[asyncpg.Record]:
+    """Per item used in the window: units issued in it, available on hand now, and when
+    the item first moved (an item younger than the window is measured from then)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
         """WITH used AS (
                SELECT site_id, item_id, -sum(quantity) AS issued FROM movements
                WHERE kind = 'ISSUE' AND occurred_at >= now() - $1::interval
@@ -844,12 +843,12 @@ async def days_of_supply(
                SELECT o.site_id, o.item_id, sum(o.quantity) AS on_hand FROM on_hand o
                JOIN lots ON lots.site_id = o.site_id AND lots.lot_id = o.lot_id
                WHERE lots.status = 'AVAILABLE' GROUP BY o.site_id, o.item_id)
-           SELECT u.site_id, u.item_id, coalesce(a.on_hand, 0) AS on_hand, u.issued
+           SELECT u.site_id, u.item_id, coalesce(a.on_hand, 0)::bigint AS on_hand,
+                  u.issued::bigint AS issued,
+                  (SELECT min(occurred_at) FROM movements m
+                   WHERE m.site_id = u.site_id AND m.item_id = u.item_id) AS first_moved_at
            FROM used u LEFT JOIN available a USING (site_id, item_id)
            WHERE u.issued > 0""",
         window,
     )
-    days = window / timedelta(days=1)
-    return [
-        (r["site_id"], r["item_id"], int(r["on_hand"]) / (int(r["issued"]) / days)) for r in rows
-    ]
+    return rows

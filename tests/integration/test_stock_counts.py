@@ -49,6 +49,12 @@ async def reconcile(site, count_id="C1"):
     )
 
 
+def accuracy(site) -> float | None:
+    return REGISTRY.get_sample_value(
+        "kanban_stock_count_accuracy_ratio", {"site_id": site.site_id, "location_id": "BIN-A"}
+    )
+
+
 async def test_a_count_within_tolerance_adjusts_the_books_by_itself(site):
     await site.receive("LOT-1", 100)
     await site.receive("LOT-2", 50)
@@ -73,10 +79,7 @@ async def test_a_count_within_tolerance_adjusts_the_books_by_itself(site):
         (pb.MOVEMENT_KIND_ADJUSTMENT, "LOT-1", -3)
     ]
     assert await site.levels() == {("BIN-A", "LOT-1"): 97, ("BIN-A", "LOT-2"): 50}
-    accuracy = REGISTRY.get_sample_value(
-        "kanban_stock_count_accuracy_ratio", {"site_id": site.site_id, "location_id": "BIN-A"}
-    )
-    assert accuracy == 0.5
+    assert accuracy(site) == 1.0
 
 
 async def test_a_variance_beyond_tolerance_waits_for_approval_and_raises_an_event(
@@ -93,6 +96,7 @@ async def test_a_variance_beyond_tolerance_waits_for_approval_and_raises_an_even
     result = await reconcile(site)
 
     assert result.count.state == pb.COUNT_STATE_AWAITING_APPROVAL
+    assert accuracy(site) == pytest.approx(1 / 3)
     # Only the line within tolerance was adjusted.
     assert [(e.lot_id, e.quantity) for e in result.entries] == [("LOT-1", -1)]
     flagged = await events_sent(database_url, site.site_id, "CountVarianceFlagged")

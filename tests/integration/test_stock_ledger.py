@@ -186,7 +186,7 @@ async def test_movement_history_of_an_item_a_location_or_a_lot(site):
 
 
 async def test_turnover_and_days_of_supply_per_item(site):
-    await site.receive("LOT-1", 100)
+    received = await site.receive("LOT-1", 100)
     await site.issue("LOT-1", 60)
 
     reply = await site.stub.ListItemTurnover(
@@ -196,9 +196,12 @@ async def test_turnover_and_days_of_supply_per_item(site):
     by_item = {t.item_id: t for t in reply.items}
     raw = by_item["RAW"]
     assert (raw.unit_of_measure, raw.on_hand, raw.issued) == ("kg", 40, 60)
-    # 60 in 30 days is 2 a day: the 40 left last 20 days.
-    assert raw.days_of_supply == pytest.approx(20)
-    assert raw.turnover > 0
+    # A new item is measured from its first movement, not over all 30 days.
+    first = received.movement.entries[0].occurred_at.ToDatetime(UTC)
+    days = (reply.window_end.ToDatetime(UTC) - first) / timedelta(days=1)
+    assert raw.days_of_supply == pytest.approx(40 / (60 / days))
+    assert 40 <= raw.average_on_hand <= 100
+    assert raw.turnover == pytest.approx(60 / raw.average_on_hand)
     assert not by_item["PART"].HasField("days_of_supply")
 
 

@@ -162,7 +162,7 @@ def test_a_count_within_tolerance_closes_itself():
 
     assert reconciled.state is CountState.CLOSED
     assert reconciled.lines[0].variance == -1
-    assert reconciled.accuracy == 0.0
+    assert reconciled.accuracy == 1.0
 
 
 def test_a_count_beyond_tolerance_waits_for_approval():
@@ -211,6 +211,22 @@ def test_turnover_weights_on_hand_by_time():
     # 6 a day; 40 left lasts 6.67 days.
     assert figures.days_of_supply == pytest.approx(40 / 6)
     assert figures.on_hand == 40
+
+
+def test_a_young_item_is_measured_from_its_first_movement():
+    start, end = NOW, NOW + timedelta(days=30)
+    # Received on day 20, half of it used by day 30: 10 days of history, not 30.
+    figures = turnover(
+        Item("S", "PART", "pcs"),
+        0,
+        [(NOW + timedelta(days=20), 100), (NOW + timedelta(days=25), -50)],
+        50,
+        start,
+        end,
+    )
+
+    assert figures.average_on_hand == pytest.approx(75)
+    assert figures.days_of_supply == pytest.approx(50 / 5)
 
 
 def test_days_of_supply_is_unknown_without_use():
