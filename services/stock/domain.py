@@ -23,6 +23,7 @@ LOT_WRITTEN_OFF = "LOT_WRITTEN_OFF"
 DISPOSITION_CLOSED = "DISPOSITION_CLOSED"
 INVALID_COUNT_STATE = "INVALID_COUNT_STATE"
 COUNT_INCOMPLETE = "COUNT_INCOMPLETE"
+KANBAN_LOCATION = "KANBAN_LOCATION"
 
 # Kanban moves have no person behind them: the stations service reported them.
 STATIONS_ACTOR = "stations"
@@ -89,6 +90,18 @@ class Location:
     location_id: str
     warehouse_id: str
     kind: LocationKind
+
+
+def require_manual_movement(location: Location) -> None:
+    """A supermarket's stock moves with its kanban cards (a scan issues, a completion
+    receives); moving it by hand would make the cards and the stock disagree."""
+    if location.kind is LocationKind.SUPERMARKET:
+        raise FailedPrecondition(
+            KANBAN_LOCATION,
+            f"{location.location_id} is a kanban supermarket: its stock moves when cards are "
+            "scanned and completed (or written off by a quality disposition)",
+            {"location_id": location.location_id},
+        )
 
 
 @dataclass(frozen=True)

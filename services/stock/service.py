@@ -56,6 +56,7 @@ from services.stock.domain import (
     check_take,
     kanban_moves,
     require_lot_quarantined,
+    require_manual_movement,
     threshold_state,
     turnover,
 )
@@ -289,7 +290,7 @@ def _entry(
 async def receive_stock(db: Database, cmd: commands.ReceiveStock) -> Posted:
     async def action(conn: asyncpg.Connection) -> Posted:
         now = _now()
-        await storage.get_location(conn, cmd.site_id, cmd.location_id)
+        require_manual_movement(await storage.get_location(conn, cmd.site_id, cmd.location_id))
         await storage.get_item(conn, cmd.site_id, cmd.item_id)
         lot = await _lot_for_receipt(
             conn, cmd.site_id, cmd.lot_id, cmd.item_id, cmd.source, cmd.origin_id, now
@@ -316,7 +317,7 @@ async def _take(
     now: datetime,
 ) -> tuple[Lot, Entry]:
     """Takes the command's quantity of its lot out of its location."""
-    await storage.get_location(conn, cmd.site_id, cmd.location_id)
+    require_manual_movement(await storage.get_location(conn, cmd.site_id, cmd.location_id))
     lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
     lot.require_item(cmd.item_id)
     lot.require_can_leave(kind)
@@ -367,8 +368,9 @@ async def scrap_stock(db: Database, cmd: commands.ScrapStock) -> Posted:
 async def transfer_stock(db: Database, cmd: commands.TransferStock) -> Posted:
     async def action(conn: asyncpg.Connection) -> Posted:
         now = _now()
-        await storage.get_location(conn, cmd.site_id, cmd.from_location_id)
+        require_manual_movement(await storage.get_location(conn, cmd.site_id, cmd.from_location_id))
         to = await storage.get_location(conn, cmd.site_id, cmd.to_location_id)
+        require_manual_movement(to)
         lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
         lot.require_item(cmd.item_id)
         lot.require_can_leave(MovementKind.TRANSFER, to)

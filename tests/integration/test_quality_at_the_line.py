@@ -10,7 +10,7 @@ import pytest
 from kanban.stations.v1 import stations_pb2
 from kanban.stock.v1 import stock_pb2 as pb
 
-from tests.conftest import Line, Refusal, cards_by_lot, eventually, new_id, stock_by_lot
+from tests.conftest import Line, Refusal, cards_by_lot, eventually, new_id, refused, stock_by_lot
 from tests.stock_site import StockSite
 
 CONTAINER = 50
@@ -48,6 +48,17 @@ async def test_a_quarantined_lot_is_refused_at_the_scan_until_released(plant):
         pb.ReleaseLotRequest(request_id=new_id("r"), site_id=line.site_id, lot_id="P-OPENING")
     )
     assert await eventually(lambda: scan_passes(line, "P-001"))
+
+
+async def test_supermarket_stock_moves_only_with_its_cards(plant):
+    line, site = plant
+
+    issue = await refused(site.issue("P-OPENING", 1, location="SM-P", item="PART"))
+    receipt = await refused(site.receive("P-EXTRA", 1, location="SM-P", item="PART"))
+    transfer = await refused(site.transfer("P-OPENING", 1, "SM-P", "BIN-A", item="PART"))
+
+    assert issue.reason == receipt.reason == transfer.reason == "KANBAN_LOCATION"
+    assert await stock_by_lot(site.stub, line.site_id, "SM-P") == {"P-OPENING": 6 * CONTAINER}
 
 
 async def refused_scan(line: Line, card: str) -> Refusal | None:
