@@ -48,3 +48,9 @@ class FailedPrecondition(KanbanError):
         self.reason = reason
         self.message = message
         self.metadata = dict(metadata or {})
+
+
+def require_same(resource: str, key: str, wanted: object, stored: object) -> None:
+    """Creating what exists with the same content is a no-op; with other content, refused."""
+    if wanted != stored:
+        raise AlreadyExists(resource, key)

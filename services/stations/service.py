@@ -9,7 +9,7 @@ import structlog
 
 from services.core import outbox
 from services.core.db import Database
-from services.core.errors import AlreadyExists, FailedPrecondition
+from services.core.errors import FailedPrecondition, require_same
 from services.core.events import (
     ItemDefined,
     LotQuarantined,
@@ -80,12 +80,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _same_or_conflict(resource: str, key: str, wanted: object, stored: object) -> None:
-    """Creating what exists with the same content is a no-op; with other content, refused."""
-    if wanted != stored:
-        raise AlreadyExists(resource, key)
-
-
 # Master data
 
 
@@ -93,7 +87,7 @@ async def create_site(db: Database, cmd: commands.CreateSite) -> Site:
     async def action(conn: asyncpg.Connection) -> Site:
         site = Site(cmd.site_id, cmd.name)
         stored = await storage.insert_site(conn, site)
-        _same_or_conflict("site", cmd.site_id, site, stored)
+        require_same("site", cmd.site_id, site, stored)
         return stored
 
     return await run_once(db, cmd, Site, action)
@@ -104,7 +98,7 @@ async def create_station(db: Database, cmd: commands.CreateStation) -> Station:
         await storage.require_site(conn, cmd.site_id)
         station = Station(cmd.site_id, cmd.station_id, cmd.name)
         stored = await storage.insert_station(conn, station)
-        _same_or_conflict("station", cmd.station_id, station, stored)
+        require_same("station", cmd.station_id, station, stored)
         return stored
 
     return await run_once(db, cmd, Station, action)
@@ -115,7 +109,7 @@ async def create_item(db: Database, cmd: commands.CreateItem) -> Item:
         await storage.require_site(conn, cmd.site_id)
         item = Item(cmd.site_id, cmd.item_id, cmd.description, cmd.unit_of_measure)
         stored = await storage.insert_item(conn, item)
-        _same_or_conflict("item", cmd.item_id, item, stored)
+        require_same("item", cmd.item_id, item, stored)
         # Stock keeps its own copy, with the unit it counts in.
         await outbox.enqueue(
             conn,
@@ -147,7 +141,7 @@ async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
         )
         if not await storage.insert_loop(conn, loop):
             stored = await storage.get_loop(conn, cmd.site_id, cmd.loop_id)
-            _same_or_conflict("loop", loop.loop_id, loop, stored)
+            require_same("loop", loop.loop_id, loop, stored)
             return LoopWithCards(
                 loop, await storage.cards_of_loop(conn, loop.site_id, loop.loop_id)
             )

@@ -16,7 +16,7 @@ import structlog
 
 from services.core import outbox
 from services.core.db import Database
-from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, require_same
 from services.core.events import (
     CountVarianceFlagged,
     ItemDefined,
@@ -134,12 +134,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _same_or_conflict(resource: str, key: str, wanted: object, stored: object) -> None:
-    """Creating what exists with the same content is a no-op; with other content, refused."""
-    if wanted != stored:
-        raise AlreadyExists(resource, key)
-
-
 # Master data
 
 
@@ -147,7 +141,7 @@ async def create_warehouse(db: Database, cmd: commands.CreateWarehouse) -> Wareh
     async def action(conn: asyncpg.Connection) -> Warehouse:
         wanted = Warehouse(cmd.site_id, cmd.warehouse_id, cmd.name)
         stored = await storage.insert_warehouse(conn, wanted)
-        _same_or_conflict("warehouse", cmd.warehouse_id, wanted, stored)
+        require_same("warehouse", cmd.warehouse_id, wanted, stored)
         return stored
 
     return await run_once(db, cmd, Warehouse, action)
@@ -159,7 +153,7 @@ async def create_location(db: Database, cmd: commands.CreateLocation) -> Locatio
             await storage.require_warehouse(conn, cmd.site_id, cmd.warehouse_id)
         wanted = Location(cmd.site_id, cmd.location_id, cmd.warehouse_id, cmd.kind)
         stored = await storage.insert_location(conn, wanted)
-        _same_or_conflict("location", cmd.location_id, wanted, stored)
+        require_same("location", cmd.location_id, wanted, stored)
         return stored
 
     return await run_once(db, cmd, Location, action)
@@ -169,7 +163,7 @@ async def create_item(db: Database, cmd: commands.CreateItem) -> Item:
     async def action(conn: asyncpg.Connection) -> Item:
         wanted = Item(cmd.site_id, cmd.item_id, cmd.unit_of_measure)
         stored = await storage.insert_item(conn, wanted)
-        _same_or_conflict("item", cmd.item_id, wanted, stored)
+        require_same("item", cmd.item_id, wanted, stored)
         return stored
 
     return await run_once(db, cmd, Item, action)
