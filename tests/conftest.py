@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from kanban.alerts.v1 import alerts_pb2_grpc
 from kanban.orders.v1 import orders_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
@@ -45,6 +46,8 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
         relay_poll_seconds=0.2,
         gauge_refresh_seconds=0.2,
         shutdown_grace_seconds=1.0,
+        alert_evaluate_seconds=0.2,
+        alert_clear_seconds=1.0,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -70,10 +73,12 @@ class Stack:
             grpc.aio.insecure_channel(stations.address),
             grpc.aio.insecure_channel(stock.address),
             grpc.aio.insecure_channel(orders.address),
+            grpc.aio.insecure_channel(alerts.address),
         ]
         self.stations = stations_pb2_grpc.StationsServiceStub(self.channels[0])
         self.stock = stock_pb2_grpc.StockServiceStub(self.channels[1])
         self.orders = orders_pb2_grpc.OrdersServiceStub(self.channels[2])
+        self.alerts = alerts_pb2_grpc.AlertsServiceStub(self.channels[3])
 
     async def close(self) -> None:
         for channel in self.channels:

@@ -1,11 +1,16 @@
-"""The alerts service: receives what the other services report (rules: the alerts issue)."""
+"""The alerts service: rules over what the other services report, alerts, webhooks."""
 
 from pathlib import Path
 
+from services.alerts.metrics import refresh_gauges
 from services.alerts.service import apply_event
 from services.alerts.servicer import assemble
 from services.core.server import ServiceSpec
 
 SPEC = ServiceSpec(
-    name="alerts", directory=Path(__file__).parent, assemble=assemble, apply_event=apply_event
+    name="alerts",
+    directory=Path(__file__).parent,
+    assemble=assemble,
+    apply_event=apply_event,
+    refresh_gauges=refresh_gauges,
 )

@@ -1,9 +1,191 @@
-"""gRPC face of the alerts service. Until its issue lands it serves health only."""
+"""gRPC face of the alerts service: translates messages, nothing more."""
 
+from collections.abc import AsyncIterator
+
+from kanban.alerts.v1 import alerts_pb2 as pb
+from kanban.alerts.v1 import alerts_pb2_grpc
+
+from services.alerts import commands, service, storage, webhooks
+from services.alerts.domain import Alert, AlertState, Rule, Scope, Threshold
+from services.core.caller import actor
 from services.core.config import Settings
 from services.core.db import Database
+from services.core.errors import InvalidArgument
+from services.core.feeds import Heartbeat
+from services.core.notify import Notifications
+from services.core.periodic import every
+from services.core.protobuf import timestamp
 from services.core.server import Components
+
+# Webhook deliveries due are looked for this often.
+WEBHOOK_POLL_SECONDS = 0.5
+
+
+def _enum_in(wrapper: type, value: int, field: str, prefix: str) -> str | None:
+    """The name of a proto enum value without its prefix; None for UNSPECIFIED."""
+    if value == 0:
+        return None
+    try:
+        return str(wrapper.Name(value)).removeprefix(prefix)  # type: ignore[attr-defined]
+    except ValueError:
+        raise InvalidArgument(field, f"unknown value {value}") from None
+
+
+def _rule(value: int, *, required: bool) -> Rule | None:
+    name = _enum_in(pb.Rule, value, "rule", "RULE_")
+    if name is None and required:
+        raise InvalidArgument("rule", "is required")
+    return Rule(name) if name else None
+
+
+def _alert(a: Alert) -> pb.Alert:
+    return pb.Alert(
+        site_id=a.site_id,
+        alert_id=a.alert_id,
+        rule=pb.Rule.Value(f"RULE_{a.rule.value}"),
+        severity=pb.Severity.Value(f"SEVERITY_{a.severity.value}"),
+        state=pb.AlertState.Value(f"ALERT_STATE_{a.state.value}"),
+        subject=a.subject,
+        message=a.message,
+        value=a.value,
+        threshold=a.threshold,
+        fired_at=timestamp(a.fired_at),
+        acknowledged_by=a.acknowledged_by,
+        acknowledge_comment=a.acknowledge_comment,
+        acknowledged_at=timestamp(a.acknowledged_at) if a.acknowledged_at else None,
+        resolved_at=timestamp(a.resolved_at) if a.resolved_at else None,
+        sequence=a.sequence,
+    )
+
+
+def _threshold(t: Threshold) -> pb.AlertThreshold:
+    return pb.AlertThreshold(
+        site_id=t.site_id,
+        rule=pb.Rule.Value(f"RULE_{t.rule.value}"),
+        scope=pb.ScopeKind.Value(f"SCOPE_KIND_{t.scope.value}"),
+        scope_id=t.scope_id,
+        value=t.value,
+    )
+
+
+class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[misc]
+    def __init__(
+        self,
+        db: Database,
+        evaluator: service.Evaluator,
+        notifications: Notifications,
+        settings: Settings,
+    ) -> None:
+        self._db = db
+        self._evaluator = evaluator
+        self._notifications = notifications
+        self._settings = settings
+
+    async def ListAlerts(
+        self, request: pb.ListAlertsRequest, context: object
+    ) -> pb.ListAlertsResponse:
+        state = _enum_in(pb.AlertState, request.state, "state", "ALERT_STATE_")
+        page = await service.list_alerts(
+            self._db,
+            request.site_id,
+            AlertState(state) if state else None,
+            _rule(request.rule, required=False),
+            request.open_only,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListAlertsResponse(
+            alerts=[_alert(a) for a in page.alerts], next_page_token=page.next_page_token
+        )
+
+    async def GetAlert(self, request: pb.GetAlertRequest, context: object) -> pb.GetAlertResponse:
+        alert = await service.get_alert(self._db, request.site_id, request.alert_id)
+        return pb.GetAlertResponse(alert=_alert(alert))
+
+    async def AcknowledgeAlert(
+        self, request: pb.AcknowledgeAlertRequest, context: object
+    ) -> pb.AcknowledgeAlertResponse:
+        alert = await self._evaluator.acknowledge(
+            commands.AcknowledgeAlert(
+                request.request_id,
+                request.site_id,
+                actor(context),
+                request.alert_id,
+                request.comment,
+            )
+        )
+        return pb.AcknowledgeAlertResponse(alert=_alert(alert))
+
+    async def WatchAlerts(
+        self, request: pb.WatchAlertsRequest, context: object
+    ) -> AsyncIterator[pb.WatchAlertsResponse]:
+        changes = service.watch_alerts(
+            self._db,
+            self._notifications,
+            request.site_id,
+            request.after_sequence,
+            self._settings.heartbeat_seconds,
+        )
+        async for change in changes:
+            if isinstance(change, Heartbeat):
+                yield pb.WatchAlertsResponse(
+                    heartbeat=pb.Heartbeat(
+                        sent_at=timestamp(change.sent_at), last_sequence=change.last_sequence
+                    )
+                )
+            else:
+                yield pb.WatchAlertsResponse(alert=_alert(change))
+
+    async def SetAlertThreshold(
+        self, request: pb.SetAlertThresholdRequest, context: object
+    ) -> pb.SetAlertThresholdResponse:
+        rule = _rule(request.rule, required=True)
+        scope = _enum_in(pb.ScopeKind, request.scope, "scope", "SCOPE_KIND_")
+        if scope is None:
+            raise InvalidArgument("scope", "is required: SITE, LOOP, STATION or ITEM")
+        assert rule is not None
+        threshold = await service.set_threshold(
+            self._db,
+            commands.SetAlertThreshold(
+                request.request_id,
+                request.site_id,
+                rule,
+                Scope(scope),
+                request.scope_id,
+                request.value,
+            ),
+        )
+        return pb.SetAlertThresholdResponse(threshold=_threshold(threshold))
+
+    async def ListAlertThresholds(
+        self, request: pb.ListAlertThresholdsRequest, context: object
+    ) -> pb.ListAlertThresholdsResponse:
+        page = await service.list_thresholds(
+            self._db, request.site_id, request.page_size, request.page_token
+        )
+        return pb.ListAlertThresholdsResponse(
+            thresholds=[_threshold(t) for t in page.thresholds],
+            next_page_token=page.next_page_token,
+        )
 
 
 def assemble(db: Database, settings: Settings) -> Components:
-    return Components(servicers=[], service_names=[])
+    notifications = Notifications(settings.database_url, storage.ALERTS_CHANNEL)
+    picture_changed = Notifications(settings.database_url, storage.PICTURE_CHANNEL)
+    evaluator = service.Evaluator(db, settings)
+    return Components(
+        servicers=[
+            (
+                alerts_pb2_grpc.add_AlertsServiceServicer_to_server,
+                AlertsServicer(db, evaluator, notifications, settings),
+            ),
+        ],
+        service_names=[pb.DESCRIPTOR.services_by_name["AlertsService"].full_name],
+        background=[
+            notifications.run(),
+            picture_changed.run(),
+            evaluator.run(picture_changed),
+            every(WEBHOOK_POLL_SECONDS, lambda: webhooks.deliver_due(db)),
+        ],
+        on_stop=[notifications.close, picture_changed.close],
+    )

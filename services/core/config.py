@@ -25,6 +25,11 @@ class Settings:
     gauge_refresh_seconds: float = 2.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
+    # Alerts: how often time-based rules are evaluated, how long a condition must
+    # stay clear before its alert resolves, and where alert changes are POSTed.
+    alert_evaluate_seconds: float = 5.0
+    alert_clear_seconds: float = 60.0
+    alert_webhook_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -42,4 +47,9 @@ class Settings:
             heartbeat_seconds=float(env.get("KANBAN_HEARTBEAT_SECONDS", "5")),
             shutdown_grace_seconds=float(env.get("KANBAN_SHUTDOWN_GRACE_SECONDS", "10")),
             log_level=env.get("KANBAN_LOG_LEVEL", "INFO"),
+            alert_evaluate_seconds=float(env.get("KANBAN_ALERT_EVALUATE_SECONDS", "5")),
+            alert_clear_seconds=float(env.get("KANBAN_ALERT_CLEAR_SECONDS", "60")),
+            alert_webhook_urls=tuple(
+                url for url in env.get("KANBAN_ALERT_WEBHOOK_URLS", "").split(",") if url
+            ),
         )

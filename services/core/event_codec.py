@@ -31,7 +31,9 @@ def _to_message(value: Any) -> Any:
         if isinstance(item, datetime):
             fields[field.name] = timestamp(item)
         elif isinstance(item, list):
-            fields[field.name] = [_to_message(element) for element in item]
+            fields[field.name] = [
+                _to_message(e) if dataclasses.is_dataclass(e) else e for e in item
+            ]
         else:
             fields[field.name] = item
     return getattr(events_pb2, type(value).__name__)(**fields)
@@ -49,7 +51,8 @@ def _from_message(cls: type[T], message: Any) -> T:
             fields[field.name] = item.ToDatetime(tzinfo=UTC) if has else None
         elif typing.get_origin(hint) is list:
             (element,) = typing.get_args(hint)
-            fields[field.name] = [_from_message(element, m) for m in item]
+            nested = dataclasses.is_dataclass(element)
+            fields[field.name] = [_from_message(element, m) if nested else m for m in item]
         else:
             fields[field.name] = item
     return cls(**fields)

@@ -4,7 +4,7 @@ Each mirrors a payload of `kanban.events.v1.Event` field for field; the outbox
 stores them, the relay sends them, receivers get them back as these classes.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 
@@ -24,6 +24,11 @@ class LoopDefined:
     cap_units: int
     opening_lot_id: str
     opening_units: int
+    # For the alerts service, which follows every card (empty for older events).
+    supplier_station_id: str = ""
+    consumer_station_id: str = ""
+    container_quantity: int = 0
+    card_codes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,15 @@ class CardEmptied:
     # The lot was scrapped or returned in stock: the card goes back to its supplier
     # for a replacement, and stock has already moved the parts out.
     written_off: bool = False
+
+
+@dataclass(frozen=True)
+class CardStarted:
+    """The supplier started making the container a card asks for."""
+
+    loop_id: str
+    card_code: str
+    supplier_station_id: str
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,18 @@ class InstructionCompleted:
 
 
 @dataclass(frozen=True)
+class OverproductionBlocked:
+    """A station tried to make what no card or instruction asked for, and was refused."""
+
+    station_id: str
+    # The card, or the order instruction, the attempt named.
+    card_code: str
+    instruction_id: str
+    quantity: int
+    detail: str
+
+
+@dataclass(frozen=True)
 class LotQuarantined:
     """Quality froze a lot: it may not be consumed, issued or moved out of quarantine."""
 
@@ -132,6 +158,14 @@ class CountVarianceFlagged:
 
 
 @dataclass(frozen=True)
+class CountClosed:
+    """A cycle count is booked (within tolerance, or its variances approved)."""
+
+    count_id: str
+    location_id: str
+
+
+@dataclass(frozen=True)
 class StockThresholdCrossed:
     """On-hand of an item (at a location, or at the whole site when location_id is
     empty) crossed its safety stock or overstock line, or came back between them."""
@@ -149,7 +183,9 @@ Payload = (
     ItemDefined
     | LoopDefined
     | CardEmptied
+    | CardStarted
     | CardFilled
+    | OverproductionBlocked
     | OrderReleased
     | OrderReduced
     | InstructionCompleted
@@ -157,6 +193,7 @@ Payload = (
     | LotReleased
     | LotWrittenOff
     | CountVarianceFlagged
+    | CountClosed
     | StockThresholdCrossed
 )
 
@@ -166,7 +203,9 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         ItemDefined,
         LoopDefined,
         CardEmptied,
+        CardStarted,
         CardFilled,
+        OverproductionBlocked,
         OrderReleased,
         OrderReduced,
         InstructionCompleted,
@@ -174,6 +213,7 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
         LotReleased,
         LotWrittenOff,
         CountVarianceFlagged,
+        CountClosed,
         StockThresholdCrossed,
     )
 }

@@ -104,7 +104,8 @@ class Loop:
         return f"{self.loop_id}-OPENING"
 
     def defined(self, initial_state: "CardState") -> LoopDefined:
-        """What stock learns of a new loop: its supermarket's cap and what is already in it."""
+        """What stock and alerts learn of a new loop: its supermarket's cap, what is
+        already in it, and its cards."""
         full = initial_state is CardState.FULL
         return LoopDefined(
             loop_id=self.loop_id,
@@ -113,6 +114,10 @@ class Loop:
             cap_units=self.cap_units,
             opening_lot_id=self.opening_lot_id if full else "",
             opening_units=self.cap_units if full else 0,
+            supplier_station_id=self.supplier_station_id,
+            consumer_station_id=self.consumer_station_id,
+            container_quantity=self.container_quantity,
+            card_codes=self.card_codes(),
         )
 
     def card_codes(self) -> list[str]:

@@ -1,8 +1,9 @@
 """The stations service layer: open a transaction, load, ask the domain, write, commit."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -11,12 +12,14 @@ from services.core import outbox
 from services.core.db import Database
 from services.core.errors import FailedPrecondition, require_same
 from services.core.events import (
+    CardStarted,
     ItemDefined,
     LotQuarantined,
     LotReleased,
     LotWrittenOff,
     OrderReduced,
     OrderReleased,
+    OverproductionBlocked,
 )
 from services.core.feeds import Heartbeat, follow
 from services.core.idempotency import run_once
@@ -52,10 +55,15 @@ from services.stations.domain import (
 )
 
 log = structlog.get_logger()
+R = TypeVar("R")
 
 # Where stations' events go: cards move stock; finished instructions also tell orders.
 STOCK = ("stock",)
-DESTINATIONS = ("stock", "orders")
+ALERTS = ("alerts",)
+# Card movements: stock moves the parts, alerts watches the cards.
+KANBAN = ("stock", "alerts")
+ORDER_PROGRESS = ("stock", "orders")
+DESTINATIONS = ("stock", "orders", "alerts")
 
 
 @dataclass(frozen=True)
@@ -151,7 +159,7 @@ async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
         await outbox.enqueue(
             conn,
             site_id=loop.site_id,
-            destinations=STOCK,
+            destinations=KANBAN,
             payload=loop.defined(cmd.initial_card_state),
             occurred_at=now,
         )
@@ -232,7 +240,7 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
-            destinations=STOCK,
+            destinations=KANBAN,
             payload=emptied,
             occurred_at=now,
         )
@@ -259,6 +267,13 @@ async def start_signal(db: Database, cmd: commands.StartSignal) -> CardAndSignal
         signal = await storage.active_signal(conn, cmd.site_id, card.card_code)
         await storage.save_card(conn, card)
         await storage.set_signal_state(conn, signal, SignalState.STARTED, now)
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=ALERTS,
+            payload=CardStarted(loop.loop_id, card.card_code, cmd.station_id),
+            occurred_at=now,
+        )
         m.SIGNAL_WAIT.labels(cmd.site_id, cmd.station_id).observe(
             (now - signal.raised_at).total_seconds()
         )
@@ -287,7 +302,7 @@ async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSign
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
-            destinations=STOCK,
+            destinations=KANBAN,
             payload=filled,
             occurred_at=now,
         )
@@ -298,7 +313,37 @@ async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSign
             )
         return CardAndSignal(card, signal)
 
-    return await run_once(db, cmd, CardAndSignal, action)
+    return await _reporting_overproduction(
+        db, cmd, run_once(db, cmd, CardAndSignal, action), card_code=cmd.card_code
+    )
+
+
+async def _reporting_overproduction(
+    db: Database,
+    cmd: commands.CompleteCard | commands.CompleteInstruction,
+    completion: Awaitable[R],
+    *,
+    card_code: str = "",
+    instruction_id: str = "",
+) -> R:
+    """Awaits a completion; if it is refused as over-production, tells the alerts service
+    in a transaction of its own (the refused one left nothing behind)."""
+    try:
+        return await completion
+    except FailedPrecondition as refusal:
+        if refusal.reason != OVERPRODUCTION_BLOCKED:
+            raise
+        async with db.transaction() as conn:
+            await outbox.enqueue(
+                conn,
+                site_id=cmd.site_id,
+                destinations=ALERTS,
+                payload=OverproductionBlocked(
+                    cmd.station_id, card_code, instruction_id, cmd.quantity, refusal.message
+                ),
+                occurred_at=_now(),
+            )
+        raise
 
 
 async def watch_signals(
@@ -380,14 +425,16 @@ async def complete_instruction(db: Database, cmd: commands.CompleteInstruction) 
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
-            destinations=DESTINATIONS,
+            destinations=ORDER_PROGRESS,
             payload=completed,
             occurred_at=_now(),
         )
         m.INSTRUCTIONS_COMPLETED.labels(cmd.site_id, cmd.station_id).inc()
         return instruction
 
-    return await run_once(db, cmd, Instruction, action)
+    return await _reporting_overproduction(
+        db, cmd, run_once(db, cmd, Instruction, action), instruction_id=cmd.instruction_id
+    )
 
 
 async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
@@ -510,7 +557,7 @@ async def _write_off_lot(conn: asyncpg.Connection, site_id: str, lot: LotWritten
         await storage.save_card(conn, card)
         await _raise_signal(conn, loop, card, now)
         await outbox.enqueue(
-            conn, site_id=site_id, destinations=STOCK, payload=emptied, occurred_at=now
+            conn, site_id=site_id, destinations=KANBAN, payload=emptied, occurred_at=now
         )
     await _lift_notices(conn, notices, LotHoldStatus.WRITTEN_OFF, cards_by_consumer(cards, loops))
 

@@ -18,6 +18,7 @@ from services.core import outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, require_same
 from services.core.events import (
+    CountClosed,
     CountVarianceFlagged,
     ItemDefined,
     LoopDefined,
@@ -843,6 +844,8 @@ async def reconcile_count(db: Database, cmd: commands.ReconcileCount) -> CountAn
                     occurred_at=now,
                 )
         m.COUNT_ACCURACY.labels(cmd.site_id, count.location_id).set(reconciled.accuracy)
+        if reconciled.state is CountState.CLOSED:
+            await _announce_count_closed(conn, reconciled, now)
         return CountAndEntries(reconciled, entries)
 
     return await run_once(db, cmd, CountAndEntries, action)
@@ -857,9 +860,21 @@ async def approve_count(db: Database, cmd: commands.ApproveCount) -> CountAndEnt
         entries = await _post_adjustments(conn, count, beyond, cmd.actor, cmd.request_id, reason)
         closed = replace(count, state=CountState.CLOSED, closed_at=_now())
         await storage.save_count(conn, closed)
+        await _announce_count_closed(conn, closed, _now())
         return CountAndEntries(closed, entries)
 
     return await run_once(db, cmd, CountAndEntries, action)
+
+
+async def _announce_count_closed(conn: asyncpg.Connection, count: Count, now: datetime) -> None:
+    """The alerts service resolves the count's variance alerts."""
+    await outbox.enqueue(
+        conn,
+        site_id=count.site_id,
+        destinations=ALERTS,
+        payload=CountClosed(count.count_id, count.location_id),
+        occurred_at=now,
+    )
 
 
 async def get_count(db: Database, site_id: str, count_id: str) -> Count:

@@ -102,7 +102,8 @@ async def run_operations(
 async def undelivered(conn: asyncpg.Connection, site_id: str) -> int:
     return int(
         await conn.fetchval(
-            "SELECT count(*) FROM stations.outbox WHERE site_id = $1 AND delivered_at IS NULL",
+            """SELECT count(*) FROM stations.outbox
+               WHERE site_id = $1 AND destination = 'stock' AND delivered_at IS NULL""",
             site_id,
         )
     )
@@ -149,12 +150,14 @@ async def assert_each_event_applied_once(
     refused."""
     expected = OPENING_RECEIPTS + sum(d.events for d in drivers)
     sent = await conn.fetchval(
-        "SELECT count(DISTINCT event_id) FROM stations.outbox WHERE site_id = $1", site_id
+        """SELECT count(*) FROM stations.outbox WHERE site_id = $1 AND destination = 'stock'""",
+        site_id,
     )
-    assert sent == ITEMS_DEFINED + expected, f"stations enqueued {sent} events"
+    assert sent == ITEMS_DEFINED + expected, f"stations enqueued {sent} events for stock"
     received = await conn.fetchval(
         """SELECT count(*) FROM stock.inbox
-           WHERE event_id IN (SELECT event_id FROM stations.outbox WHERE site_id = $1)""",
+           WHERE event_id IN (SELECT event_id FROM stations.outbox
+                              WHERE site_id = $1 AND destination = 'stock')""",
         site_id,
     )
     assert received == sent, f"stock recorded {received} events of {sent}"
@@ -408,7 +411,8 @@ async def test_stock_killed_mid_delivery_loses_nothing(
             # Applied by the dead stock, not (yet) marked delivered: sent again later.
             load.stats["applied_unacknowledged"] = await p.conn.fetchval(
                 """SELECT count(*) FROM stations.outbox o JOIN stock.inbox i USING (event_id)
-                   WHERE o.site_id = $1 AND o.delivered_at IS NULL""",
+                   WHERE o.site_id = $1 AND o.destination = 'stock'
+                     AND o.delivered_at IS NULL""",
                 p.line.site_id,
             )
             await asyncio.sleep(0.3)  # the load goes on without stock

@@ -6,6 +6,7 @@ import random
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from kanban.alerts.v1 import alerts_pb2
 from kanban.stations.v1 import stations_pb2
 from kanban.stock.v1 import stock_pb2
 
@@ -48,6 +49,8 @@ def garbage(message_type, rng: random.Random, site_id: str):
             setattr(message, field.name, rng.random() < 0.5)
         elif field.type == FieldDescriptor.TYPE_ENUM:
             setattr(message, field.name, rng.choice([0, 1, 2, 3, 99, -5]))
+        elif field.type == FieldDescriptor.TYPE_DOUBLE:
+            setattr(message, field.name, rng.choice([0.0, -1.0, 0.5, 1e308, float("nan")]))
         elif field.type in (FieldDescriptor.TYPE_INT32,):
             setattr(message, field.name, rng.choice([i for i in INTS if abs(i) < 2**31]))
         elif field.type == FieldDescriptor.TYPE_INT64:
@@ -62,12 +65,17 @@ def rpcs(module, service_name):
 
 @pytest.mark.parametrize(
     ("service_name", "method"),
-    rpcs(stations_pb2, "StationsService") + rpcs(stock_pb2, "StockService"),
+    rpcs(stations_pb2, "StationsService")
+    + rpcs(stock_pb2, "StockService")
+    + rpcs(alerts_pb2, "AlertsService"),
     ids=lambda value: getattr(value, "name", value),
 )
 async def test_garbage_gets_a_deliberate_status(stack, line, service_name, method):
-    stub = stack.stations if service_name == "StationsService" else stack.stock
-    module = stations_pb2 if service_name == "StationsService" else stock_pb2
+    stub, module = {
+        "StationsService": (stack.stations, stations_pb2),
+        "StockService": (stack.stock, stock_pb2),
+        "AlertsService": (stack.alerts, alerts_pb2),
+    }[service_name]
     request_type = getattr(module, method.input_type.name)
     rng = random.Random(method.name)
     seen: dict[grpc.StatusCode, int] = {}

@@ -12,7 +12,7 @@ from tests.e2e.conftest import ROOT
 async def test_the_example_layout_applies_once_and_a_changed_loop_is_refused(stack):
     layout = load_layout(ROOT / "examples" / "line.yaml")
     layout["site"]["site_id"] = new_id("layout")
-    stations, stock, orders = stack.channels
+    stations, stock, orders = stack.channels[:3]
 
     assert await apply_layout(stations, stock, orders, layout) == ["BRACKET", "FRAME"]
     assert await apply_layout(stations, stock, orders, layout) == ["BRACKET", "FRAME"]

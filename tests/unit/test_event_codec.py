@@ -11,6 +11,8 @@ from services.core.events import (
     PAYLOAD_TYPES,
     CardEmptied,
     CardFilled,
+    CardStarted,
+    CountClosed,
     CountVarianceFlagged,
     InstructionCompleted,
     ItemDefined,
@@ -20,6 +22,7 @@ from services.core.events import (
     LotWrittenOff,
     OrderReduced,
     OrderReleased,
+    OverproductionBlocked,
     ReleasedInstruction,
     StockThresholdCrossed,
 )
@@ -28,6 +31,10 @@ NOW = datetime(2026, 11, 22, 8, 30, 15, 123456, tzinfo=UTC)
 PAYLOADS = [
     ItemDefined("PART", "kg"),
     LoopDefined("L", "PART", "SM", 1500, "L-OPENING", 1500),
+    LoopDefined("L", "PART", "SM", 1500, "", 0, "STAMP", "WELD", 500, ["L-001", "L-002"]),
+    CardStarted("L", "L-001", "STAMP"),
+    OverproductionBlocked("STAMP", "L-001", "", 600, "600 units exceed 500"),
+    CountClosed("C-1", "BIN-1"),
     CardEmptied("L", "L-001", "PART", "SM", "LOT-1", 500, "WELD"),
     CardEmptied("L", "L-002", "PART", "SM", "LOT-1", 500, "", written_off=True),
     CardFilled("L", "L-001", "PART", "SM", "LOT-2", 480, "STAMP"),
