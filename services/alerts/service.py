@@ -58,6 +58,8 @@ from services.core.validation import page_size, require_id
 
 log = structlog.get_logger()
 
+COALESCE_SECONDS = 0.1
+
 
 def _now() -> datetime:
     return datetime.now(UTC)
@@ -216,6 +218,9 @@ class Evaluator:
                     log.warning("evaluation_failed", error=str(error))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), self.settings.alert_evaluate_seconds)
+                # A busy line changes the picture many times a second: one round
+                # then covers them all, instead of one round each.
+                await asyncio.sleep(COALESCE_SECONDS)
 
     async def acknowledge(self, cmd: commands.AcknowledgeAlert) -> Alert:
         async def action(conn: asyncpg.Connection) -> Alert:
