@@ -216,11 +216,11 @@ class Evaluator:
                     await self.evaluate_all()
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                     log.warning("evaluation_failed", error=str(error))
+                # A busy line changes the picture many times a second: at most one
+                # round per pause covers them all; a quiet line is answered at once.
+                await asyncio.sleep(COALESCE_SECONDS)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), self.settings.alert_evaluate_seconds)
-                # A busy line changes the picture many times a second: one round
-                # then covers them all, instead of one round each.
-                await asyncio.sleep(COALESCE_SECONDS)
 
     async def acknowledge(self, cmd: commands.AcknowledgeAlert) -> Alert:
         async def action(conn: asyncpg.Connection) -> Alert:
