@@ -10,11 +10,14 @@ Each change uses a request id derived from what it asks (the order, the action a
 its values), and a call that times out or finds the service unavailable is sent
 again with the same id: the orders service applies it once, so an ERP that
 retries never creates a second order nor cuts a quantity twice.
+
+It presents the token in KANBAN_TOKEN (or --token): one with the erp role.
 """
 
 import argparse
 import asyncio
 import hashlib
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -23,6 +26,8 @@ import grpc
 from google.protobuf import timestamp_pb2
 from kanban.orders.v1 import orders_pb2 as pb
 from kanban.orders.v1 import orders_pb2_grpc
+
+from services.core import client
 
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 ATTEMPTS = 10
@@ -52,7 +57,7 @@ def show(order: pb.Order) -> str:
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with grpc.aio.insecure_channel(args.orders) as channel:
+    async with client.channel(args.orders, args.token) as channel:
         orders = orders_pb2_grpc.OrdersServiceStub(channel)
         if args.command == "create":
             due = timestamp_pb2.Timestamp()
@@ -140,6 +145,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--orders", default="localhost:50053", help="orders service address")
     parser.add_argument("--site", default="PLANT1")
+    parser.add_argument(
+        "--token", default=os.environ.get("KANBAN_TOKEN", ""), help="bearer token (erp role)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create an order (and release it)")
     create.add_argument("order")

@@ -48,6 +48,9 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
         shutdown_grace_seconds=1.0,
         alert_evaluate_seconds=0.2,
         alert_clear_seconds=1.0,
+        # Most tests are about something else; tests/integration/test_access.py
+        # runs the services with authentication on.
+        auth_enabled=False,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -99,13 +102,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def start_stack(database_url: str) -> Stack:
+async def start_stack(database_url: str, **overrides: object) -> Stack:
     # The services send each other events, so every address is fixed first.
     ports = {name: free_port() for name in ("alerts", "stock", "orders", "stations")}
     peers = {name: f"localhost:{port}" for name, port in ports.items()}
     running = [
         await start_service(
-            spec, fast_settings(database_url, grpc_port=ports[spec.name], peers=peers)
+            spec,
+            fast_settings(database_url, grpc_port=ports[spec.name], peers=peers, **overrides),
         )
         for spec in (ALERTS, STOCK, ORDERS, STATIONS)
     ]

@@ -7,7 +7,7 @@ from kanban.alerts.v1 import alerts_pb2_grpc
 
 from services.alerts import commands, service, storage, webhooks
 from services.alerts.domain import Alert, AlertState, Rule, Scope, Threshold
-from services.core.caller import actor
+from services.core.auth import actor
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
@@ -109,7 +109,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[mis
             commands.AcknowledgeAlert(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.alert_id,
                 request.comment,
             )

@@ -30,6 +30,12 @@ class Settings:
     alert_evaluate_seconds: float = 5.0
     alert_clear_seconds: float = 60.0
     alert_webhook_urls: tuple[str, ...] = ()
+    # Every call needs a bearer token; off only for tests and trials, and never
+    # in production, which also refuses development tokens.
+    auth_enabled: bool = True
+    production: bool = False
+    # The token this service presents when it delivers events to the others.
+    service_token: str = ""
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
@@ -49,6 +55,9 @@ class Settings:
             log_level=env.get("KANBAN_LOG_LEVEL", "INFO"),
             alert_evaluate_seconds=float(env.get("KANBAN_ALERT_EVALUATE_SECONDS", "5")),
             alert_clear_seconds=float(env.get("KANBAN_ALERT_CLEAR_SECONDS", "60")),
+            auth_enabled=env.get("KANBAN_AUTH", "on") != "off",
+            production=env.get("KANBAN_ENVIRONMENT", "development") == "production",
+            service_token=env.get("KANBAN_SERVICE_TOKEN", ""),
             alert_webhook_urls=tuple(
                 url for url in env.get("KANBAN_ALERT_WEBHOOK_URLS", "").split(",") if url
             ),

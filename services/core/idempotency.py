@@ -12,7 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
-from services.core import codec
+from services.core import audit, codec
 from services.core.db import Database
 from services.core.errors import InvalidArgument
 
@@ -57,6 +57,10 @@ async def run_once(
             command.site_id,
             command.request_id,
             codec.dumps(result),
+        )
+        # Who did it commits with what was done.
+        await audit.record(
+            conn, command.site_id, command.request_id, audit.target_of(command), "OK", result
         )
         return result
 

@@ -39,12 +39,15 @@ class Relay:
         *,
         poll_seconds: float = 1.0,
         timeout_seconds: float = 5.0,
+        token: str = "",
     ) -> None:
         self._db = db
         self._source = source
         self._peers = peers
         self._poll_seconds = poll_seconds
         self._timeout_seconds = timeout_seconds
+        # The receivers let only the services deliver events.
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._notifications = Notifications(url, CHANNEL_PREFIX + db.schema)
 
     async def run(self) -> None:
@@ -93,7 +96,9 @@ class Relay:
             if not rows:
                 return 0
             request = events_pb2.DeliverEventsRequest(events=[self._to_proto(r) for r in rows])
-            await stub.DeliverEvents(request, timeout=self._timeout_seconds)
+            await stub.DeliverEvents(
+                request, timeout=self._timeout_seconds, metadata=self._metadata
+            )
             await conn.execute(
                 "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])",
                 [r["id"] for r in rows],

@@ -2,19 +2,24 @@
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
-from services.core import logs, metrics
+from services.core import auth, logs, metrics
+from services.core.access import AccessInterceptor
+from services.core.audit_servicer import AuditServicer
+from services.core.auth import PUBLIC, Permission, Role, allow
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.event_sink import EventSinkServicer
@@ -57,13 +62,29 @@ class ServiceSpec:
     apply_event: EventHandler | None = None
     # Reads the service's gauges from the database, every gauge_refresh_seconds.
     refresh_gauges: Callable[[Database], Awaitable[None]] | None = None
+    # Full method name -> who may call it (the service's permissions.py).
+    permissions: Mapping[str, Permission] = field(default_factory=dict)
+
+
+# What every service serves besides its own RPCs, and who may call it.
+PLATFORM_PERMISSIONS: dict[str, Permission] = {
+    "/grpc.health.v1.Health/Check": PUBLIC,
+    "/grpc.health.v1.Health/Watch": PUBLIC,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": allow(*Role),
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": allow(*Role),
+    "/kanban.events.v1.EventSinkService/DeliverEvents": allow(Role.SERVICE),
+    "/kanban.audit.v1.AuditService/ListAuditRecords": allow(Role.PLANNER, Role.ADMIN),
+}
 
 
 def build_server(
-    components: Components, health_servicer: health.aio.HealthServicer, port: int
+    components: Components,
+    health_servicer: health.aio.HealthServicer,
+    port: int,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> tuple[grpc.aio.Server, int]:
     """The gRPC server with the service's servicers, health and reflection; port 0 picks one."""
-    server = grpc.aio.server(interceptors=[ObservabilityInterceptor()])
+    server = grpc.aio.server(interceptors=[ObservabilityInterceptor(), *interceptors])
     for add_to_server, servicer in components.servicers:
         add_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -75,7 +96,12 @@ def build_server(
 def _with_platform_parts(
     spec: ServiceSpec, components: Components, db: Database, settings: Settings
 ) -> Components:
-    """Adds what the spec asks of the platform: the event sink, the gauge refresh."""
+    """Adds what the spec asks of the platform: the audit log, the event sink, the gauge
+    refresh."""
+    components.servicers.append(
+        (audit_pb2_grpc.add_AuditServiceServicer_to_server, AuditServicer(db))
+    )
+    components.service_names.append(audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name)
     if spec.apply_event is not None:
         components.servicers.append(
             (
@@ -143,11 +169,20 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
     db = await Database.connect(settings.database_url, spec.name)
     async with db.pool.acquire() as conn:
         applied = await migrate(conn, spec.name, spec.directory)
+        await auth.ensure_schema(conn)
+        if settings.production:
+            await _refuse_unsafe_production(conn, settings)
     if applied:
         log.info("migrated", versions=applied)
     components = _with_platform_parts(spec, spec.assemble(db, settings), db, settings)
     health_servicer = health.aio.HealthServicer()
-    server, port = build_server(components, health_servicer, settings.grpc_port)
+    access = AccessInterceptor(
+        {**PLATFORM_PERMISSIONS, **spec.permissions},
+        auth.TokenStore(db),
+        db,
+        enabled=settings.auth_enabled,
+    )
+    server, port = build_server(components, health_servicer, settings.grpc_port, [access])
     background = list(components.background)
     if spec.destinations:
         missing = [d for d in spec.destinations if d not in settings.peers]
@@ -155,7 +190,12 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
             raise SystemExit(f"{spec.name}: set KANBAN_<NAME>_ADDR for {', '.join(missing)}")
         peers = {d: settings.peers[d] for d in spec.destinations}
         relay = Relay(
-            db, settings.database_url, spec.name, peers, poll_seconds=settings.relay_poll_seconds
+            db,
+            settings.database_url,
+            spec.name,
+            peers,
+            poll_seconds=settings.relay_poll_seconds,
+            token=settings.service_token,
         )
         background.append(relay.run())
     tasks = [asyncio.create_task(_logged(c)) for c in background]
@@ -165,6 +205,16 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     log.info("service_started", grpc_port=port)
     return RunningService(spec, settings, db, server, port, health_servicer, components, tasks)
+
+
+async def _refuse_unsafe_production(conn: asyncpg.Connection, settings: Settings) -> None:
+    if not settings.auth_enabled:
+        raise SystemExit("production: refusing to start with authentication off (KANBAN_AUTH)")
+    if count := await auth.development_tokens(conn):
+        raise SystemExit(
+            f"production: refusing to start while {count} development token(s) are valid; "
+            "revoke them (python -m services.core.tokens revoke --development)"
+        )
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:

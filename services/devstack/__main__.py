@@ -1,4 +1,5 @@
-"""`make run`: PostgreSQL, the four services, the example line, and how to try it."""
+"""`make run`: PostgreSQL, the four services, the example line, development tokens,
+and how to try it."""
 
 import asyncio
 import os
@@ -9,9 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.core import auth, client, tokens
+from services.core.auth import Role
 from services.core.config import EMBEDDED_DATA_DIR
 from services.core.db import start_embedded_postgres
 from services.devstack.layout import apply_layout, load_layout
@@ -33,8 +37,50 @@ def metrics_port(service: str) -> int:
     return METRICS_BASE + SERVICES.index(service)
 
 
-def service_env(database_url: str, service: str) -> dict[str, str]:
-    env = dict(os.environ, DATABASE_URL=database_url)
+# Everything but operating a station: enough to play every part of the walk-through.
+DEVELOPER_ROLES = [r for r in Role if r not in (Role.OPERATOR, Role.SERVICE)]
+
+
+async def issue_development_tokens(database_url: str, layout: dict[str, Any]) -> dict[str, str]:
+    """Fresh development tokens for this run (the last run's are revoked): the
+    services', a developer's, and one per station of the example line."""
+    site_id = layout["site"]["site_id"]
+    conn = await asyncpg.connect(database_url)
+    try:
+        await auth.ensure_schema(conn)
+        await tokens.revoke(conn, "", "", development=True)
+        issued = {
+            "KANBAN_SERVICE_TOKEN": await tokens.issue(
+                conn, "services", [Role.SERVICE], development=True
+            ),
+            "KANBAN_TOKEN": await tokens.issue(
+                conn, "developer", DEVELOPER_ROLES, development=True
+            ),
+        }
+        for station in layout["stations"]:
+            station_id = station["station_id"]
+            issued[f"KANBAN_{station_id}_TOKEN"] = await tokens.issue(
+                conn,
+                f"terminal-{station_id}",
+                [Role.OPERATOR],
+                site_id,
+                station_id,
+                development=True,
+            )
+    finally:
+        await conn.close()
+    return issued
+
+
+def write_token_file(issued: dict[str, str]) -> Path:
+    path = LOGS / "dev-tokens.env"
+    path.write_text("".join(f"export {name}={token}\n" for name, token in issued.items()))
+    path.chmod(0o600)
+    return path
+
+
+def service_env(database_url: str, service: str, service_token: str) -> dict[str, str]:
+    env = dict(os.environ, DATABASE_URL=database_url, KANBAN_SERVICE_TOKEN=service_token)
     env["KANBAN_GRPC_PORT"] = str(grpc_port(service))
     env["KANBAN_METRICS_PORT"] = str(metrics_port(service))
     for peer in SERVICES:
@@ -42,11 +88,11 @@ def service_env(database_url: str, service: str) -> dict[str, str]:
     return env
 
 
-def start(database_url: str, service: str) -> subprocess.Popen[bytes]:
+def start(database_url: str, service: str, service_token: str) -> subprocess.Popen[bytes]:
     with open(LOGS / f"{service}.log", "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", f"services.{service}"],
-            env=service_env(database_url, service),
+            env=service_env(database_url, service, service_token),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -66,19 +112,19 @@ async def wait_until_serving(address: str) -> None:
             await asyncio.sleep(0.2)
 
 
-async def prepare(layout: dict[str, Any]) -> list[str]:
+async def prepare(layout: dict[str, Any], token: str) -> list[str]:
     """Waits for every service, then loads the example line."""
     async with asyncio.timeout(STARTUP_SECONDS):
         await asyncio.gather(*(wait_until_serving(f"localhost:{grpc_port(s)}") for s in SERVICES))
     async with (
-        grpc.aio.insecure_channel(f"localhost:{grpc_port('stations')}") as stations,
-        grpc.aio.insecure_channel(f"localhost:{grpc_port('stock')}") as stock,
-        grpc.aio.insecure_channel(f"localhost:{grpc_port('orders')}") as orders,
+        client.channel(f"localhost:{grpc_port('stations')}", token) as stations,
+        client.channel(f"localhost:{grpc_port('stock')}", token) as stock,
+        client.channel(f"localhost:{grpc_port('orders')}", token) as orders,
     ):
         return await apply_layout(stations, stock, orders, layout)
 
 
-def banner(database_url: str, loops: list[str]) -> str:
+def banner(database_url: str, loops: list[str], token_file: Path) -> str:
     rows = "\n".join(
         f"  {s:<9} grpc localhost:{grpc_port(s)}"
         f"   metrics http://localhost:{metrics_port(s)}/metrics"
@@ -92,11 +138,15 @@ Kanban is running.
   database  {database_url}
   logs      {LOGS}/<service>.log
   example   site PLANT1: STAMP -> WELD -> ASSY, loops {", ".join(loops)}
+  tokens    {token_file}: development tokens for this run (a developer's with every
+            role but operator, and one per station's terminal); never in production
 
 Try it from another terminal (README.md has the whole walk-through):
-  .venv/bin/grpcurl -plaintext -d '{{"site_id":"PLANT1","station_id":"STAMP"}}' \\
+  source {token_file}
+  .venv/bin/grpcurl -plaintext -H "authorization: Bearer $KANBAN_STAMP_TOKEN" \\
+      -d '{{"site_id":"PLANT1","station_id":"STAMP"}}' \\
       {stations} kanban.stations.v1.StationsService/WatchSignals
-  .venv/bin/grpcurl -plaintext -d '{scan}' \\
+  .venv/bin/grpcurl -plaintext -H "authorization: Bearer $KANBAN_WELD_TOKEN" -d '{scan}' \\
       {stations} kanban.stations.v1.StationsService/ScanCard
   .venv/bin/python examples/erp_client.py create ORD-1001 --item CHASSIS --quantity 30 \\
       --due 2030-01-01T08:00:00Z --release
@@ -109,10 +159,13 @@ def main() -> None:
     database_url = os.environ.get("DATABASE_URL") or start_embedded_postgres(EMBEDDED_DATA_DIR)
     # SIGTERM stops us like Ctrl-C does: through the finally below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    children = {s: start(database_url, s) for s in SERVICES}
+    layout = load_layout(EXAMPLE_LINE)
+    issued = asyncio.run(issue_development_tokens(database_url, layout))
+    token_file = write_token_file(issued)
+    children = {s: start(database_url, s, issued["KANBAN_SERVICE_TOKEN"]) for s in SERVICES}
     try:
-        loops = asyncio.run(prepare(load_layout(EXAMPLE_LINE)))
-        print(banner(database_url, loops), flush=True)
+        loops = asyncio.run(prepare(layout, issued["KANBAN_TOKEN"]))
+        print(banner(database_url, loops, token_file), flush=True)
         while True:
             exited = [s for s, child in children.items() if child.poll() is not None]
             if exited:

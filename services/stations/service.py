@@ -8,7 +8,7 @@ from typing import TypeVar
 import asyncpg
 import structlog
 
-from services.core import outbox
+from services.core import audit, outbox
 from services.core.db import Database
 from services.core.errors import FailedPrecondition, require_same
 from services.core.events import (
@@ -228,6 +228,7 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
 
     async def action(conn: asyncpg.Connection) -> CardAndSignal:
         card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        audit.note_before(card)
         loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
         try:
@@ -261,6 +262,7 @@ async def start_signal(db: Database, cmd: commands.StartSignal) -> CardAndSignal
             if oldest is None:
                 raise no_open_signal(cmd.station_id)
             card = oldest
+        audit.note_before(card)
         loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
         card.start(loop, cmd.station_id, now)
@@ -287,6 +289,7 @@ async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSign
 
     async def action(conn: asyncpg.Connection) -> CardAndSignal:
         card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        audit.note_before(card)
         loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
         emptied_at = card.emptied_at

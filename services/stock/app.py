@@ -4,6 +4,7 @@ from pathlib import Path
 
 from services.core.server import ServiceSpec
 from services.stock.metrics import refresh_gauges
+from services.stock.permissions import PERMISSIONS
 from services.stock.service import STATIONS_AND_ALERTS, apply_event
 from services.stock.servicer import assemble
 
@@ -11,6 +12,7 @@ SPEC = ServiceSpec(
     name="stock",
     directory=Path(__file__).parent,
     assemble=assemble,
+    permissions=PERMISSIONS,
     apply_event=apply_event,
     destinations=STATIONS_AND_ALERTS,
     refresh_gauges=refresh_gauges,

@@ -7,7 +7,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from kanban.stock.v1 import stock_pb2 as pb
 from kanban.stock.v1 import stock_pb2_grpc
 
-from services.core.caller import actor
+from services.core.auth import actor
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
@@ -234,7 +234,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.ReceiveStock(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.location_id,
                 request.item_id,
                 request.lot_id,
@@ -258,7 +258,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.IssueStock(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.location_id,
                 request.item_id,
                 request.lot_id,
@@ -278,7 +278,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.TransferStock(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.from_location_id,
                 request.to_location_id,
                 request.item_id,
@@ -297,7 +297,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.ReturnToSupplier(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.location_id,
                 request.item_id,
                 request.lot_id,
@@ -316,7 +316,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.ScrapStock(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.location_id,
                 request.item_id,
                 request.lot_id,
@@ -334,7 +334,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.AdjustStock(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.location_id,
                 request.item_id,
                 request.lot_id,
@@ -361,7 +361,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
         result = await service.quarantine_lot(
             self._db,
             commands.QuarantineLot(
-                request.request_id, request.site_id, actor(context), request.lot_id, request.reason
+                request.request_id, request.site_id, actor(), request.lot_id, request.reason
             ),
         )
         return pb.QuarantineLotResponse(
@@ -374,7 +374,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
         result = await service.release_lot(
             self._db,
             commands.ReleaseLot(
-                request.request_id, request.site_id, actor(context), request.lot_id, request.comment
+                request.request_id, request.site_id, actor(), request.lot_id, request.comment
             ),
         )
         return pb.ReleaseLotResponse(
@@ -408,7 +408,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.CloseDisposition(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.disposition_id,
                 _required(pb.DispositionOutcome, Outcome, request.outcome, "outcome"),
                 request.scrapped_quantity,
@@ -458,7 +458,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.OpenCount(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.count_id,
                 request.location_id,
                 request.tolerance_percent,
@@ -474,7 +474,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.RecordCount(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.count_id,
                 request.item_id,
                 request.lot_id,
@@ -488,9 +488,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
     ) -> pb.ReconcileCountResponse:
         result = await service.reconcile_count(
             self._db,
-            commands.ReconcileCount(
-                request.request_id, request.site_id, actor(context), request.count_id
-            ),
+            commands.ReconcileCount(request.request_id, request.site_id, actor(), request.count_id),
         )
         return pb.ReconcileCountResponse(
             count=_count(result.count), entries=[_movement(e) for e in result.entries]
@@ -504,7 +502,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             commands.ApproveCount(
                 request.request_id,
                 request.site_id,
-                actor(context),
+                actor(),
                 request.count_id,
                 request.comment,
             ),

@@ -82,6 +82,8 @@ class ServiceProcess:
             KANBAN_HEARTBEAT_SECONDS="0.5",
             KANBAN_SHUTDOWN_GRACE_SECONDS="1",
             KANBAN_LOG_LEVEL="INFO",
+            # These tests kill processes; tests/integration/test_access.py covers tokens.
+            KANBAN_AUTH="off",
         )
         for peer, address in peers.items():
             env[f"KANBAN_{peer.upper()}_ADDR"] = address

@@ -7,10 +7,13 @@ import socket
 import sys
 from pathlib import Path
 
+import grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
-from tests.e2e.conftest import ROOT, open_channel
+from services.core import client
+from tests.conftest import refused
+from tests.e2e.conftest import ROOT
 
 READY_LINE = "Ctrl-C stops everything."
 
@@ -63,6 +66,12 @@ def service_logs(log_dir: Path) -> str:
     return "".join(f"\n{p.name}:\n{p.read_text()[-3000:]}" for p in log_dir.glob("*.log"))
 
 
+def development_tokens(log_dir: Path) -> dict[str, str]:
+    """What `make run` wrote for `source var/dev-tokens.env`."""
+    lines = (log_dir / "dev-tokens.env").read_text().splitlines()
+    return dict(line.removeprefix("export ").split("=", 1) for line in lines)
+
+
 def port_is_closed(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("localhost", port)) != 0
@@ -83,7 +92,15 @@ async def test_make_run_starts_the_line_and_a_second_run_keeps_its_state(
     try:
         assert f"stations  grpc localhost:{grpc_base}" in banner
         assert "loops BRACKET, FRAME" in banner
-        async with open_channel(f"localhost:{grpc_base}") as channel:
+        tokens = development_tokens(tmp_path)
+        async with client.channel(f"localhost:{grpc_base}") as anonymous:
+            refusal = await refused(
+                stations_pb2_grpc.StationsServiceStub(anonymous).GetBoard(
+                    pb.GetBoardRequest(site_id="PLANT1")
+                )
+            )
+            assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+        async with client.channel(f"localhost:{grpc_base}", tokens["KANBAN_WELD_TOKEN"]) as channel:
             stub = stations_pb2_grpc.StationsServiceStub(channel)
             scanned = await stub.ScanCard(
                 pb.ScanCardRequest(
@@ -98,10 +115,19 @@ async def test_make_run_starts_the_line_and_a_second_run_keeps_its_state(
         assert "Stopped." in await stop(process, tmp_path)
     assert all(port_is_closed(grpc_base + n) for n in range(4))
 
-    # Again, on the same database: the layout applies as a no-op, state is kept.
+    # Again, on the same database: the layout applies as a no-op, state is kept,
+    # and the last run's development tokens no longer work.
     process, _ = await run_devstack(env)
     try:
-        async with open_channel(f"localhost:{grpc_base}") as channel:
+        async with client.channel(f"localhost:{grpc_base}", tokens["KANBAN_TOKEN"]) as stale:
+            refusal = await refused(
+                stations_pb2_grpc.StationsServiceStub(stale).GetBoard(
+                    pb.GetBoardRequest(site_id="PLANT1")
+                )
+            )
+            assert refusal.code == grpc.StatusCode.UNAUTHENTICATED
+        token = development_tokens(tmp_path)["KANBAN_TOKEN"]
+        async with client.channel(f"localhost:{grpc_base}", token) as channel:
             stub = stations_pb2_grpc.StationsServiceStub(channel)
             loop = await stub.GetLoop(pb.GetLoopRequest(site_id="PLANT1", loop_id="BRACKET"))
         assert [c.state for c in loop.cards] == [pb.CARD_STATE_EMPTY] + [pb.CARD_STATE_FULL] * 3
