@@ -68,7 +68,9 @@ class Permission:
             return False
         if granted != {Role.OPERATOR}:
             return True  # another role grants it outright
-        if principal.site_id and getattr(request, "site_id", "") != principal.site_id:
+        # Requests without a site (reflection) are not about a site.
+        site_id = getattr(request, "site_id", None)
+        if principal.site_id and site_id is not None and site_id != principal.site_id:
             return False
         if self.station_field:
             return bool(getattr(request, self.station_field, "") == principal.station_id)
