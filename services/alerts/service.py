@@ -32,7 +32,7 @@ from services.alerts.domain import (
     conditions,
     review,
 )
-from services.core import codec
+from services.core import audit, codec
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
@@ -227,6 +227,7 @@ class Evaluator:
             # The evaluator's lock: it must not write back the state it read before this.
             await storage.lock_evaluation(conn, cmd.site_id)
             alert = await storage.get_alert(conn, cmd.site_id, cmd.alert_id, lock=True)
+            audit.note_before(alert)
             acknowledged = alert.acknowledge(cmd.actor, cmd.comment, _now())
             sequence = await storage.next_sequence(conn, cmd.site_id)
             changed = replace(acknowledged, sequence=sequence)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import structlog
 
-from services.core import outbox
+from services.core import audit, outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, InvalidArgument
 from services.core.events import InstructionCompleted, OrderReleased
@@ -110,6 +110,7 @@ async def release_order(db: Database, cmd: commands.ReleaseOrder) -> Order:
 
     async def action(conn: asyncpg.Connection) -> Order:
         order = await storage.lock_order(conn, cmd.site_id, cmd.erp_order_id)
+        audit.note_before(order)
         product = await storage.get_product(conn, cmd.site_id, order.item_id)
         before = dataclasses.replace(order)
         events = order.release(product, _now())
@@ -124,6 +125,7 @@ async def change_order_quantity(db: Database, cmd: commands.ChangeOrderQuantity)
 
     async def action(conn: asyncpg.Connection) -> Order:
         order = await storage.lock_order(conn, cmd.site_id, cmd.erp_order_id)
+        audit.note_before(order)
         product = await storage.get_product(conn, cmd.site_id, order.item_id)
         before = dataclasses.replace(order)
         events = order.change_quantity(cmd.quantity, product, _now())
@@ -136,6 +138,7 @@ async def change_order_quantity(db: Database, cmd: commands.ChangeOrderQuantity)
 async def cancel_order(db: Database, cmd: commands.CancelOrder) -> Order:
     async def action(conn: asyncpg.Connection) -> Order:
         order = await storage.lock_order(conn, cmd.site_id, cmd.erp_order_id)
+        audit.note_before(order)
         before = dataclasses.replace(order)
         events = order.cancel(cmd.reason, _now())
         await _save(conn, before, order, events)

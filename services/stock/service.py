@@ -14,7 +14,7 @@ from typing import Generic, TypeVar
 import asyncpg
 import structlog
 
-from services.core import outbox
+from services.core import audit, outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, require_same
 from services.core.events import (
@@ -314,6 +314,7 @@ async def _take(
     """Takes the command's quantity of its lot out of its location."""
     require_manual_movement(await storage.get_location(conn, cmd.site_id, cmd.location_id))
     lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
+    audit.note_before(lot)
     lot.require_item(cmd.item_id)
     lot.require_can_leave(kind)
     await _take_out(conn, lot, cmd.location_id, cmd.quantity)
@@ -367,6 +368,7 @@ async def transfer_stock(db: Database, cmd: commands.TransferStock) -> Posted:
         to = await storage.get_location(conn, cmd.site_id, cmd.to_location_id)
         require_manual_movement(to)
         lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
+        audit.note_before(lot)
         lot.require_item(cmd.item_id)
         lot.require_can_leave(MovementKind.TRANSFER, to)
         await _require_room(conn, cmd.site_id, cmd.to_location_id, cmd.item_id, cmd.quantity)
@@ -566,6 +568,7 @@ async def quarantine_lot(db: Database, cmd: commands.QuarantineLot) -> LotAndDis
     async def action(conn: asyncpg.Connection) -> LotAndDisposition:
         now = _now()
         lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
+        audit.note_before(lot)
         number = await storage.count_dispositions_of_lot(conn, cmd.site_id, cmd.lot_id) + 1
         disposition_id = f"{cmd.lot_id[:56]}-Q{number}"
         held = lot.quarantine(cmd.reason, disposition_id)
@@ -606,6 +609,7 @@ async def release_lot(db: Database, cmd: commands.ReleaseLot) -> LotAndDispositi
     async def action(conn: asyncpg.Connection) -> LotAndDisposition:
         now = _now()
         lot = await storage.lock_lot(conn, cmd.site_id, cmd.lot_id)
+        audit.note_before(lot)
         require_lot_quarantined(lot)
         disposition = await storage.get_disposition(
             conn, cmd.site_id, lot.disposition_id, lock=True
@@ -621,6 +625,7 @@ async def close_disposition(db: Database, cmd: commands.CloseDisposition) -> Lot
         now = _now()
         found = await storage.get_disposition(conn, cmd.site_id, cmd.disposition_id)
         lot = await storage.lock_lot(conn, cmd.site_id, found.lot_id)
+        audit.note_before(found)
         disposition = await storage.get_disposition(
             conn, cmd.site_id, cmd.disposition_id, lock=True
         )
