@@ -6,7 +6,9 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
@@ -36,6 +38,18 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+
+
+async def fresh_database(url: str) -> str:
+    """A new, empty database on the same server, for services that must not share the
+    session's: tokens of their own, or relays that alone deliver their events."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def fast_settings(database_url: str, **overrides: object) -> Settings:

@@ -1,5 +1,6 @@
-"""A client channel that presents a bearer token on every call."""
+"""A client channel that presents a bearer token on every call, over TLS if asked."""
 
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -29,7 +30,15 @@ class _StreamBearer(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc
         return await continuation(_with_token(details, self._token), request)
 
 
-def channel(address: str, token: str = "") -> grpc.aio.Channel:
-    """An insecure channel to `address`, sending `token` (if any) with every call."""
+def channel(
+    address: str,
+    token: str = "",
+    credentials: grpc.ChannelCredentials | None = None,
+    options: Sequence[tuple[str, Any]] = (),
+) -> grpc.aio.Channel:
+    """A channel to `address`, sending `token` (if any) with every call; TLS with
+    `credentials`, plaintext without."""
     interceptors = [_UnaryBearer(token), _StreamBearer(token)] if token else None
-    return grpc.aio.insecure_channel(address, interceptors=interceptors)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options, interceptors=interceptors)

@@ -36,11 +36,23 @@ class Settings:
     production: bool = False
     # The token this service presents when it delivers events to the others.
     service_token: str = ""
+    # PEM files. With a certificate and its key the gRPC port speaks TLS only; with a
+    # client CA too, callers must present a certificate it signed (mutual TLS).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # The CA this service trusts when it delivers events to its peers; unset, the
+    # relay speaks plaintext.
+    tls_ca_file: str = ""
+    # A plaintext port serving gRPC health only, for Kubernetes probes, which cannot
+    # speak TLS. None: no such port; 0 picks one.
+    health_port: int | None = None
 
     @classmethod
     def from_env(cls, service: str) -> "Settings":
         env = os.environ
         metrics_port = env.get("KANBAN_METRICS_PORT")
+        health_port = env.get("KANBAN_HEALTH_PORT")
         return cls(
             database_url=database_url(service) or start_embedded_postgres(EMBEDDED_DATA_DIR),
             grpc_port=int(env.get("KANBAN_GRPC_PORT", "0")),
@@ -58,6 +70,11 @@ class Settings:
             auth_enabled=env.get("KANBAN_AUTH", "on") != "off",
             production=env.get("KANBAN_ENVIRONMENT", "development") == "production",
             service_token=env.get("KANBAN_SERVICE_TOKEN", ""),
+            tls_cert_file=env.get("KANBAN_TLS_CERT_FILE", ""),
+            tls_key_file=env.get("KANBAN_TLS_KEY_FILE", ""),
+            tls_client_ca_file=env.get("KANBAN_TLS_CLIENT_CA_FILE", ""),
+            tls_ca_file=env.get("KANBAN_TLS_CA_FILE", ""),
+            health_port=int(health_port) if health_port else None,
             alert_webhook_urls=tuple(
                 url for url in env.get("KANBAN_ALERT_WEBHOOK_URLS", "").split(",") if url
             ),

@@ -14,7 +14,7 @@ import grpc
 import structlog
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
-from services.core import codec, event_codec, metrics
+from services.core import client, codec, event_codec, metrics
 from services.core.db import Database
 from services.core.events import PAYLOAD_TYPES
 from services.core.notify import Notifications
@@ -40,6 +40,7 @@ class Relay:
         poll_seconds: float = 1.0,
         timeout_seconds: float = 5.0,
         token: str = "",
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._db = db
         self._source = source
@@ -48,6 +49,8 @@ class Relay:
         self._timeout_seconds = timeout_seconds
         # The receivers let only the services deliver events.
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        # TLS to the peers when set (tls.channel_credentials); plaintext otherwise.
+        self._credentials = credentials
         self._notifications = Notifications(url, CHANNEL_PREFIX + db.schema)
 
     async def run(self) -> None:
@@ -59,7 +62,9 @@ class Relay:
 
     async def _deliver_forever(self, destination: str, address: str) -> None:
         backoff = 0.1
-        async with grpc.aio.insecure_channel(address, options=_RECONNECT) as channel:
+        async with client.channel(
+            address, credentials=self._credentials, options=_RECONNECT
+        ) as channel:
             stub = events_pb2_grpc.EventSinkServiceStub(channel)
             with self._notifications.subscribe("") as wake:
                 while True:

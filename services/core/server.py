@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
-from services.core import auth, logs, metrics
+from services.core import auth, logs, metrics, tls
 from services.core.access import AccessInterceptor
 from services.core.audit_servicer import AuditServicer
 from services.core.auth import PUBLIC, Permission, Role, allow
@@ -82,14 +82,28 @@ def build_server(
     health_servicer: health.aio.HealthServicer,
     port: int,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.aio.Server, int]:
-    """The gRPC server with the service's servicers, health and reflection; port 0 picks one."""
+    """The gRPC server with the service's servicers, health and reflection; port 0 picks one.
+    TLS only with `credentials`, plaintext without."""
     server = grpc.aio.server(interceptors=[ObservabilityInterceptor(), *interceptors])
     for add_to_server, servicer in components.servicers:
         add_to_server(servicer, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*components.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
+    if credentials is None:
+        return server, server.add_insecure_port(f"[::]:{port}")
+    return server, server.add_secure_port(f"[::]:{port}", credentials)
+
+
+def build_health_server(
+    health_servicer: health.aio.HealthServicer, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """A plaintext server answering health only, for Kubernetes probes, which cannot speak
+    TLS. It shares the main server's servicer, so probes see its shutdown too."""
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     return server, server.add_insecure_port(f"[::]:{port}")
 
 
@@ -132,6 +146,8 @@ class RunningService:
         health_servicer: health.aio.HealthServicer,
         components: Components,
         tasks: list[asyncio.Task[None]],
+        health_server: grpc.aio.Server | None = None,
+        health_port: int | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -140,6 +156,8 @@ class RunningService:
         self.port = port
         self.address = f"localhost:{port}"
         self._health = health_servicer
+        self._health_server = health_server
+        self.health_port = health_port
         self._components = components
         self._tasks = tasks
         # Set when background work (the relay, say) died: the process should exit
@@ -158,6 +176,9 @@ class RunningService:
         for hook in self._components.on_stop:
             hook()
         await self.server.stop(self.settings.shutdown_grace_seconds if grace is None else grace)
+        # Probes saw NOT_SERVING for the whole grace period; now nothing is left to report.
+        if self._health_server is not None:
+            await self._health_server.stop(0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -166,6 +187,12 @@ class RunningService:
 
 
 async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService:
+    # Read first: a missing certificate stops the start before anything else happens.
+    server_credentials = tls.server_credentials(settings)
+    peer_credentials = tls.channel_credentials(settings)
+    if settings.production and server_credentials is None:
+        # Not refused: a service mesh may terminate TLS in front of the service.
+        log.warning("production_without_tls", hint="KANBAN_TLS_CERT_FILE, KANBAN_TLS_KEY_FILE")
     db = await Database.connect(settings.database_url, spec.name)
     async with db.pool.acquire() as conn:
         applied = await migrate(conn, spec.name, spec.directory)
@@ -182,7 +209,13 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
         db,
         enabled=settings.auth_enabled,
     )
-    server, port = build_server(components, health_servicer, settings.grpc_port, [access])
+    server, port = build_server(
+        components, health_servicer, settings.grpc_port, [access], server_credentials
+    )
+    health_server: grpc.aio.Server | None = None
+    health_port = None
+    if settings.health_port is not None:
+        health_server, health_port = build_health_server(health_servicer, settings.health_port)
     background = list(components.background)
     if spec.destinations:
         missing = [d for d in spec.destinations if d not in settings.peers]
@@ -196,15 +229,35 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
             peers,
             poll_seconds=settings.relay_poll_seconds,
             token=settings.service_token,
+            credentials=peer_credentials,
         )
         background.append(relay.run())
     tasks = [asyncio.create_task(_logged(c)) for c in background]
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     for name in components.service_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info("service_started", grpc_port=port)
-    return RunningService(spec, settings, db, server, port, health_servicer, components, tasks)
+    log.info(
+        "service_started",
+        grpc_port=port,
+        tls=server_credentials is not None,
+        mutual_tls=bool(settings.tls_client_ca_file),
+        health_port=health_port,
+    )
+    return RunningService(
+        spec,
+        settings,
+        db,
+        server,
+        port,
+        health_servicer,
+        components,
+        tasks,
+        health_server,
+        health_port,
+    )
 
 
 async def _refuse_unsafe_production(conn: asyncpg.Connection, settings: Settings) -> None:

@@ -1,11 +1,9 @@
 """Who may do what: tokens, roles, the permission of every RPC, and the audit trail,
 on the services running with authentication on (in a database of their own)."""
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import grpc
@@ -25,7 +23,16 @@ from services.core.server import PLATFORM_PERMISSIONS, start_service
 from services.orders.app import SPEC as ORDERS
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
-from tests.conftest import Line, Stack, eventually, fast_settings, new_id, refused, start_stack
+from tests.conftest import (
+    Line,
+    Stack,
+    eventually,
+    fast_settings,
+    fresh_database,
+    new_id,
+    refused,
+    start_stack,
+)
 
 SPECS = {"stations": STATIONS, "stock": STOCK, "orders": ORDERS, "alerts": ALERTS}
 # The services' own RPCs, and what the platform serves in every one of them.
@@ -42,16 +49,6 @@ class Secured:
     stack: Stack
     url: str
     tokens: dict[Role, str]
-
-
-async def fresh_database(url: str) -> str:
-    name = f"access_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 async def issue(url: str, name: str, roles: list[Role], station: str = "", **kw: Any) -> str:
