@@ -8,6 +8,7 @@ them. It also runs on a timer, for the rules that are about time passing.
 
 import asyncio
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -122,7 +123,7 @@ async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
             await storage.close_count(conn, site, count.count_id)
         case _:
             return
-    await storage.mark_changed(conn)
+    await storage.mark_changed(conn, site)
 
 
 async def _define_loop(
@@ -156,9 +157,11 @@ class Evaluator:
     db: Database
     settings: Settings
 
-    async def evaluate_all(self) -> None:
+    async def evaluate_sites(self, every_site: bool) -> None:
+        """The sites whose picture changed, or every site (time passes for all)."""
         async with self.db.pool.acquire() as conn:
-            sites = await storage.sites(conn)
+            changed = await storage.take_changed_sites(conn)
+            sites = await storage.sites(conn) if every_site else changed
         for site_id in sites:
             await self.evaluate(site_id)
 
@@ -207,20 +210,27 @@ class Evaluator:
         )
 
     async def run(self, woken: Notifications) -> None:
-        """Evaluates every site when an event changed one, and on a timer for the rules
-        about time passing; a failed round is logged and the next one tries again."""
+        """Evaluates the sites events changed as they change, and every site on a timer
+        for the rules about time passing; a failed round is logged, and the next full
+        round covers what it missed."""
+        clock = asyncio.get_running_loop()
+        last_full_round = -math.inf
         with woken.subscribe("") as changed:
             while True:
                 changed.clear()
+                every_site = clock.time() - last_full_round >= self.settings.alert_evaluate_seconds
+                if every_site:
+                    last_full_round = clock.time()
                 try:
-                    await self.evaluate_all()
+                    await self.evaluate_sites(every_site)
                 except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                     log.warning("evaluation_failed", error=str(error))
                 # A busy line changes the picture many times a second: at most one
                 # round per pause covers them all; a quiet line is answered at once.
                 await asyncio.sleep(COALESCE_SECONDS)
+                next_full_round = last_full_round + self.settings.alert_evaluate_seconds
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), self.settings.alert_evaluate_seconds)
+                    await asyncio.wait_for(changed.wait(), max(0, next_full_round - clock.time()))
 
     async def acknowledge(self, cmd: commands.AcknowledgeAlert) -> Alert:
         async def action(conn: asyncpg.Connection) -> Alert:
@@ -244,7 +254,7 @@ async def set_threshold(db: Database, cmd: commands.SetAlertThreshold) -> Thresh
     async def action(conn: asyncpg.Connection) -> Threshold:
         threshold = Threshold(cmd.site_id, cmd.rule, cmd.scope, cmd.scope_id, cmd.value)
         await storage.set_threshold(conn, threshold)
-        await storage.mark_changed(conn)
+        await storage.mark_changed(conn, cmd.site_id)
         return threshold
 
     if cmd.rule not in TUNABLE:

@@ -140,9 +140,18 @@ async def add_attempt(
     )
 
 
-async def mark_changed(conn: asyncpg.Connection) -> None:
-    """Wakes the evaluator once this transaction commits."""
+async def mark_changed(conn: asyncpg.Connection, site_id: str) -> None:
+    """Queues the site for the evaluator, and wakes it once this transaction commits."""
+    await conn.execute(
+        "INSERT INTO changed_sites (site_id) VALUES ($1) ON CONFLICT DO NOTHING", site_id
+    )
     await conn.execute("SELECT pg_notify($1, '')", PICTURE_CHANNEL)
+
+
+async def take_changed_sites(conn: asyncpg.Connection) -> list[str]:
+    """The sites queued since the last look; each replica takes its own."""
+    rows = await conn.fetch("DELETE FROM changed_sites RETURNING site_id")
+    return sorted(r["site_id"] for r in rows)
 
 
 async def sites(conn: asyncpg.Connection) -> list[str]:
