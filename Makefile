@@ -21,6 +21,11 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet -r requirements.txt
 	# The repo and the generated code are importable from the venv, like an editable install.
 	printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kanban-dev.pth
+	# The commands people type: .venv/bin/kanban-terminal and .venv/bin/kanbanctl.
+	for tool in kanban-terminal:terminal kanbanctl:kanbanctl; do \
+	  printf '#!/bin/sh\nexec "%s" -m clients.%s "$$@"\n' "$(CURDIR)/$(BIN)/python" "$${tool#*:}" > $(BIN)/$${tool%%:*}; \
+	  chmod +x $(BIN)/$${tool%%:*}; \
+	done
 	touch $@
 
 setup: $(STAMP) $(GEN_STAMP)

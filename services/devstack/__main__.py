@@ -14,11 +14,12 @@ import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.kanbanctl.apply import apply_layout
+from clients.kanbanctl.layout import load_layout
 from services.core import auth, client, tokens
 from services.core.auth import Role
 from services.core.config import EMBEDDED_DATA_DIR
 from services.core.db import start_embedded_postgres
-from services.devstack.layout import apply_layout, load_layout
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = Path(os.environ.get("KANBAN_LOG_DIR", ROOT / "var"))
@@ -121,7 +122,10 @@ async def prepare(layout: dict[str, Any], token: str) -> list[str]:
         client.channel(f"localhost:{grpc_port('stock')}", token) as stock,
         client.channel(f"localhost:{grpc_port('orders')}", token) as orders,
     ):
-        return await apply_layout(stations, stock, orders, layout)
+        report = await apply_layout(stations, stock, orders, layout)
+    if not report.ok:
+        raise SystemExit(f"{EXAMPLE_LINE} does not match the database:\n{report.render()}")
+    return [loop["loop_id"] for loop in layout["loops"]]
 
 
 def banner(database_url: str, loops: list[str], token_file: Path) -> str:
@@ -150,6 +154,10 @@ Try it from another terminal (README.md has the whole walk-through):
       {stations} kanban.stations.v1.StationsService/ScanCard
   .venv/bin/python examples/erp_client.py create ORD-1001 --item CHASSIS --quantity 30 \\
       --due 2030-01-01T08:00:00Z --release
+
+A station's screen, and the line at a glance:
+  .venv/bin/kanban-terminal --station WELD
+  .venv/bin/kanbanctl board PLANT1
 
 Ctrl-C stops everything."""
 

@@ -1,33 +1,40 @@
-"""Applying a line layout: the example file, twice, then changed."""
+"""Applying a line layout as `make run` does: the example file, twice, then changed."""
 
-import grpc
 from kanban.orders.v1 import orders_pb2
 from kanban.stock.v1 import stock_pb2
 
-from services.devstack.layout import apply_layout, load_layout
+from clients.kanbanctl.apply import apply_layout
+from clients.kanbanctl.layout import load_layout
+from clients.kanbanctl.report import Status
 from tests.conftest import new_id
 from tests.e2e.conftest import ROOT
 
 
-async def test_the_example_layout_applies_once_and_a_changed_loop_is_refused(stack):
+async def test_the_example_layout_applies_once_and_a_changed_loop_is_reported(stack):
     layout = load_layout(ROOT / "examples" / "line.yaml")
-    layout["site"]["site_id"] = new_id("layout")
+    site_id = layout["site"]["site_id"] = new_id("layout")
     stations, stock, orders = stack.channels[:3]
 
-    assert await apply_layout(stations, stock, orders, layout) == ["BRACKET", "FRAME"]
-    assert await apply_layout(stations, stock, orders, layout) == ["BRACKET", "FRAME"]
+    first = await apply_layout(stations, stock, orders, layout)
+    assert first.ok
+    assert {o.status for o in first.outcomes} == {Status.CREATED}
+    again = await apply_layout(stations, stock, orders, layout)
+    assert again.ok
+    assert {o.status for o in again.outcomes} == {Status.UNCHANGED}
+
     bins = await stack.stock.ListLocations(
-        stock_pb2.ListLocationsRequest(site_id=layout["site"]["site_id"], warehouse_id="WH1")
+        stock_pb2.ListLocationsRequest(site_id=site_id, warehouse_id="WH1")
     )
     assert [(loc.location_id, loc.kind) for loc in bins.locations] == [
         ("FG-WAREHOUSE", stock_pb2.LOCATION_KIND_WAREHOUSE_BIN),
         ("QA-01", stock_pb2.LOCATION_KIND_QUARANTINE),
         ("RAW-01", stock_pb2.LOCATION_KIND_WAREHOUSE_BIN),
     ]
+    # Defining the product as the file does is a no-op: it was defined just so.
     product = await stack.orders.DefineProduct(
         orders_pb2.DefineProductRequest(
             request_id=new_id("r"),
-            site_id=layout["site"]["site_id"],
+            site_id=site_id,
             item_id="CHASSIS",
             pacemaker_station_id="ASSY",
             container_quantity=10,
@@ -37,9 +44,8 @@ async def test_the_example_layout_applies_once_and_a_changed_loop_is_refused(sta
     assert product.product.pacemaker_station_id == "ASSY"
 
     layout["loops"][0]["card_count"] = 9
-    try:
-        await apply_layout(stations, stock, orders, layout)
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == grpc.StatusCode.ALREADY_EXISTS
-    else:
-        raise AssertionError("a changed loop was applied")
+    changed = await apply_layout(stations, stock, orders, layout)
+    assert not changed.ok
+    assert [(str(o.entity), o.status) for o in changed.outcomes if o.status != "unchanged"] == [
+        ("loop BRACKET", Status.DIFFERS)
+    ]

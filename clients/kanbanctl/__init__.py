@@ -1,0 +1,1 @@
+"""kanbanctl: the engineers' command line for a kanban line (see cli.py)."""

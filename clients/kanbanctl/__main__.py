@@ -1,0 +1,3 @@
+from clients.kanbanctl.cli import main
+
+main()
