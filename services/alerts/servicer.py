@@ -10,41 +10,23 @@ from services.alerts.domain import Alert, AlertState, Rule, Scope, Threshold
 from services.core.auth import actor
 from services.core.config import Settings
 from services.core.db import Database
-from services.core.errors import InvalidArgument
 from services.core.feeds import Heartbeat
 from services.core.notify import Notifications
 from services.core.periodic import every
-from services.core.protobuf import timestamp
+from services.core.protobuf import enum_from_proto, enum_to_proto, required_enum, timestamp
 from services.core.server import Components
 
 # Webhook deliveries due are looked for this often.
 WEBHOOK_POLL_SECONDS = 0.5
 
 
-def _enum_in(wrapper: type, value: int, field: str, prefix: str) -> str | None:
-    """The name of a proto enum value without its prefix; None for UNSPECIFIED."""
-    if value == 0:
-        return None
-    try:
-        return str(wrapper.Name(value)).removeprefix(prefix)  # type: ignore[attr-defined]
-    except ValueError:
-        raise InvalidArgument(field, f"unknown value {value}") from None
-
-
-def _rule(value: int, *, required: bool) -> Rule | None:
-    name = _enum_in(pb.Rule, value, "rule", "RULE_")
-    if name is None and required:
-        raise InvalidArgument("rule", "is required")
-    return Rule(name) if name else None
-
-
 def _alert(a: Alert) -> pb.Alert:
     return pb.Alert(
         site_id=a.site_id,
         alert_id=a.alert_id,
-        rule=pb.Rule.Value(f"RULE_{a.rule.value}"),
-        severity=pb.Severity.Value(f"SEVERITY_{a.severity.value}"),
-        state=pb.AlertState.Value(f"ALERT_STATE_{a.state.value}"),
+        rule=enum_to_proto(pb.Rule, a.rule),
+        severity=enum_to_proto(pb.Severity, a.severity),
+        state=enum_to_proto(pb.AlertState, a.state),
         subject=a.subject,
         message=a.message,
         value=a.value,
@@ -61,8 +43,8 @@ def _alert(a: Alert) -> pb.Alert:
 def _threshold(t: Threshold) -> pb.AlertThreshold:
     return pb.AlertThreshold(
         site_id=t.site_id,
-        rule=pb.Rule.Value(f"RULE_{t.rule.value}"),
-        scope=pb.ScopeKind.Value(f"SCOPE_KIND_{t.scope.value}"),
+        rule=enum_to_proto(pb.Rule, t.rule),
+        scope=enum_to_proto(pb.ScopeKind, t.scope),
         scope_id=t.scope_id,
         value=t.value,
     )
@@ -84,12 +66,11 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[mis
     async def ListAlerts(
         self, request: pb.ListAlertsRequest, context: object
     ) -> pb.ListAlertsResponse:
-        state = _enum_in(pb.AlertState, request.state, "state", "ALERT_STATE_")
         page = await service.list_alerts(
             self._db,
             request.site_id,
-            AlertState(state) if state else None,
-            _rule(request.rule, required=False),
+            enum_from_proto(pb.AlertState, AlertState, request.state, "state"),
+            enum_from_proto(pb.Rule, Rule, request.rule, "rule"),
             request.open_only,
             request.page_size,
             request.page_token,
@@ -139,18 +120,15 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[mis
     async def SetAlertThreshold(
         self, request: pb.SetAlertThresholdRequest, context: object
     ) -> pb.SetAlertThresholdResponse:
-        rule = _rule(request.rule, required=True)
-        scope = _enum_in(pb.ScopeKind, request.scope, "scope", "SCOPE_KIND_")
-        if scope is None:
-            raise InvalidArgument("scope", "is required: SITE, LOOP, STATION or ITEM")
-        assert rule is not None
+        rule = required_enum(pb.Rule, Rule, request.rule, "rule")
+        scope = required_enum(pb.ScopeKind, Scope, request.scope, "scope")
         threshold = await service.set_threshold(
             self._db,
             commands.SetAlertThreshold(
                 request.request_id,
                 request.site_id,
                 rule,
-                Scope(scope),
+                scope,
                 request.scope_id,
                 request.value,
             ),

@@ -1,9 +1,11 @@
 """Small conversions every servicer needs."""
 
+import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from services.core.errors import InvalidArgument
 
@@ -28,3 +30,32 @@ def read_timestamp(field: str, message: Any, name: str | None = None) -> datetim
         raise InvalidArgument(field, "is not a valid timestamp")
     when: datetime = stamp.ToDatetime(tzinfo=UTC)
     return when
+
+
+# Proto enums are the domain enums with a prefix: LOT_STATUS_QUARANTINED <-> QUARANTINED.
+E = TypeVar("E", bound=enum.Enum)
+
+
+def enum_from_proto(wrapper: EnumTypeWrapper, cls: type[E], value: int, field: str) -> E | None:
+    """A proto enum value as the domain's enum of the same name; UNSPECIFIED is None."""
+    if value == 0:
+        return None
+    prefix = wrapper.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    try:
+        return cls(wrapper.Name(value).removeprefix(prefix))
+    except ValueError:
+        raise InvalidArgument(field, f"unknown value {value}") from None
+
+
+def required_enum(wrapper: EnumTypeWrapper, cls: type[E], value: int, field: str) -> E:
+    parsed = enum_from_proto(wrapper, cls, value, field)
+    if parsed is None:
+        raise InvalidArgument(field, "is required")
+    return parsed
+
+
+def enum_to_proto(wrapper: EnumTypeWrapper, value: enum.Enum | None) -> int:
+    if value is None:
+        return 0
+    prefix = wrapper.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
+    return int(wrapper.Value(prefix + value.value))

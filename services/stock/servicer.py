@@ -1,9 +1,5 @@
 """gRPC face of the stock service: translates messages, nothing more."""
 
-import enum
-from typing import TypeVar
-
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from kanban.stock.v1 import stock_pb2 as pb
 from kanban.stock.v1 import stock_pb2_grpc
 
@@ -11,7 +7,13 @@ from services.core.auth import actor
 from services.core.config import Settings
 from services.core.db import Database
 from services.core.errors import InvalidArgument
-from services.core.protobuf import read_timestamp, timestamp
+from services.core.protobuf import (
+    enum_from_proto,
+    enum_to_proto,
+    read_timestamp,
+    required_enum,
+    timestamp,
+)
 from services.core.server import Components
 from services.stock import commands, service
 from services.stock.domain import (
@@ -30,33 +32,6 @@ from services.stock.domain import (
     Warehouse,
 )
 
-E = TypeVar("E", bound=enum.Enum)
-
-
-def _from_pb(wrapper: EnumTypeWrapper, cls: type[E], value: int, field: str) -> E | None:
-    """A proto enum value as the domain's enum of the same name; UNSPECIFIED is None."""
-    if value == 0:
-        return None
-    prefix = wrapper.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
-    try:
-        return cls(wrapper.Name(value).removeprefix(prefix))
-    except ValueError:
-        raise InvalidArgument(field, f"unknown value {value}") from None
-
-
-def _required(wrapper: EnumTypeWrapper, cls: type[E], value: int, field: str) -> E:
-    parsed = _from_pb(wrapper, cls, value, field)
-    if parsed is None:
-        raise InvalidArgument(field, "is required")
-    return parsed
-
-
-def _to_pb(wrapper: EnumTypeWrapper, value: enum.Enum | None) -> int:
-    if value is None:
-        return 0
-    prefix = wrapper.DESCRIPTOR.values[0].name.removesuffix("UNSPECIFIED")
-    return int(wrapper.Value(prefix + value.value))
-
 
 def _warehouse(w: Warehouse) -> pb.Warehouse:
     return pb.Warehouse(site_id=w.site_id, warehouse_id=w.warehouse_id, name=w.name)
@@ -67,7 +42,7 @@ def _location(loc: Location) -> pb.Location:
         site_id=loc.site_id,
         location_id=loc.location_id,
         warehouse_id=loc.warehouse_id,
-        kind=_to_pb(pb.LocationKind, loc.kind),
+        kind=enum_to_proto(pb.LocationKind, loc.kind),
     )
 
 
@@ -79,7 +54,7 @@ def _movement(e: Entry) -> pb.Movement:
     return pb.Movement(
         movement_id=e.movement_id,
         site_id=e.site_id,
-        kind=_to_pb(pb.MovementKind, e.kind),
+        kind=enum_to_proto(pb.MovementKind, e.kind),
         location_id=e.location_id,
         item_id=e.item_id,
         lot_id=e.lot_id,
@@ -101,8 +76,8 @@ def _lot(lot: Lot, on_hand: int) -> pb.Lot:
         site_id=lot.site_id,
         lot_id=lot.lot_id,
         item_id=lot.item_id,
-        status=_to_pb(pb.LotStatus, lot.status),
-        source=_to_pb(pb.ReceiptSource, lot.source),
+        status=enum_to_proto(pb.LotStatus, lot.status),
+        source=enum_to_proto(pb.ReceiptSource, lot.source),
         origin_id=lot.origin_id,
         on_hand=on_hand,
         hold_reason=lot.hold_reason,
@@ -119,7 +94,7 @@ def _disposition(d: Disposition) -> pb.Disposition:
         item_id=d.item_id,
         reason=d.reason,
         open=d.outcome is None,
-        outcome=_to_pb(pb.DispositionOutcome, d.outcome),
+        outcome=enum_to_proto(pb.DispositionOutcome, d.outcome),
         quarantined_quantity=d.quarantined_quantity,
         consumed_before_hold=d.consumed_before_hold,
         opened_by=d.opened_by,
@@ -136,7 +111,7 @@ def _count(c: Count) -> pb.Count:
         site_id=c.site_id,
         count_id=c.count_id,
         location_id=c.location_id,
-        state=_to_pb(pb.CountState, c.state),
+        state=enum_to_proto(pb.CountState, c.state),
         tolerance_percent=c.tolerance_percent,
         lines=[
             pb.CountLine(
@@ -193,7 +168,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
                 request.site_id,
                 request.location_id,
                 request.warehouse_id,
-                _required(pb.LocationKind, LocationKind, request.kind, "kind"),
+                required_enum(pb.LocationKind, LocationKind, request.kind, "kind"),
             ),
         )
         return pb.CreateLocationResponse(location=_location(location))
@@ -205,7 +180,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             self._db,
             request.site_id,
             request.warehouse_id,
-            _from_pb(pb.LocationKind, LocationKind, request.kind, "kind"),
+            enum_from_proto(pb.LocationKind, LocationKind, request.kind, "kind"),
             request.page_size,
             request.page_token,
         )
@@ -239,7 +214,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
                 request.item_id,
                 request.lot_id,
                 request.quantity,
-                _required(pb.ReceiptSource, ReceiptSource, request.source, "source"),
+                required_enum(pb.ReceiptSource, ReceiptSource, request.source, "source"),
                 request.origin_id,
                 request.reason,
             ),
@@ -410,7 +385,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
                 request.site_id,
                 actor(),
                 request.disposition_id,
-                _required(pb.DispositionOutcome, Outcome, request.outcome, "outcome"),
+                required_enum(pb.DispositionOutcome, Outcome, request.outcome, "outcome"),
                 request.scrapped_quantity,
                 request.comment,
             ),
@@ -556,7 +531,9 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
                 item_id=request.item_id,
                 lot_id=request.lot_id,
                 warehouse_id=request.warehouse_id,
-                lot_status=_from_pb(pb.LotStatus, LotStatus, request.lot_status, "lot_status"),
+                lot_status=enum_from_proto(
+                    pb.LotStatus, LotStatus, request.lot_status, "lot_status"
+                ),
                 include_empty=request.include_empty,
                 as_of=read_timestamp("as_of", request),
                 page_size=request.page_size,
@@ -571,7 +548,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
                     item_id=level.item_id,
                     lot_id=level.lot_id,
                     on_hand=level.on_hand,
-                    lot_status=_to_pb(pb.LotStatus, level.lot_status),
+                    lot_status=enum_to_proto(pb.LotStatus, level.lot_status),
                 )
                 for level in page.rows
             ],
