@@ -1,0 +1,1 @@
+"""Small commands shipped in the container image next to the services."""
