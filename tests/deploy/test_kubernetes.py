@@ -19,7 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 KUBE_DIR = ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("dev", "prod")
-SCHEMAS = ROOT.parent / "shared" / "schemas"
+# The CloudNativePG CRD is vendored beside our hand-written subsets: CI has no ../shared.
+SCHEMAS = ROOT / "deploy" / "kubernetes" / "schemas"
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
 DASHBOARD_FILES = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
 KUBERNETES_VERSION = "1.30.0"
