@@ -54,7 +54,7 @@ from services.core.feeds import Heartbeat, follow
 from services.core.idempotency import run_once
 from services.core.inbox import ReceivedEvent
 from services.core.notify import Notifications
-from services.core.paging import decode_token, encode_token
+from services.core.paging import Page, decode_position, decode_token, page_of
 from services.core.validation import page_size, require_id
 
 log = structlog.get_logger()
@@ -264,34 +264,16 @@ async def set_threshold(db: Database, cmd: commands.SetAlertThreshold) -> Thresh
     return await run_once(db, cmd, Threshold, action)
 
 
-@dataclass(frozen=True)
-class ThresholdPage:
-    thresholds: list[Threshold]
-    next_page_token: str
-
-
-async def list_thresholds(db: Database, site_id: str, size: int, token: str) -> ThresholdPage:
+async def list_thresholds(db: Database, site_id: str, size: int, token: str) -> Page[Threshold]:
     require_id("site_id", site_id)
     limit = page_size(size)
     after = decode_token(token, 3)
     async with db.pool.acquire() as conn:
         rows = await storage.thresholds(conn, site_id, after, limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if rows else None
-    return ThresholdPage(
-        rows,
-        encode_token([last.rule.value, last.scope.value, last.scope_id]) if more and last else "",
-    )
+    return page_of(rows, limit, lambda t: [t.rule.value, t.scope.value, t.scope_id])
 
 
 # Queries
-
-
-@dataclass(frozen=True)
-class AlertPage:
-    alerts: list[Alert]
-    next_page_token: str
 
 
 async def list_alerts(
@@ -302,19 +284,13 @@ async def list_alerts(
     open_only: bool,
     size: int,
     token: str,
-) -> AlertPage:
+) -> Page[Alert]:
     require_id("site_id", site_id)
     limit = page_size(size)
-    after = decode_token(token, 1)
-    if after and not after[0].isdigit():
-        raise InvalidArgument("page_token", "is not a token this service returned")
+    after = decode_position(token)
     async with db.pool.acquire() as conn:
-        rows = await storage.list_alerts(
-            conn, site_id, state, rule, open_only, int(after[0]) if after else None, limit + 1
-        )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return AlertPage(rows, encode_token([str(rows[-1].sequence)]) if more and rows else "")
+        rows = await storage.list_alerts(conn, site_id, state, rule, open_only, after, limit + 1)
+    return page_of(rows, limit, lambda a: [str(a.sequence)])
 
 
 async def get_alert(db: Database, site_id: str, alert_id: str) -> Alert:

@@ -76,7 +76,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[mis
             request.page_token,
         )
         return pb.ListAlertsResponse(
-            alerts=[_alert(a) for a in page.alerts], next_page_token=page.next_page_token
+            alerts=[_alert(a) for a in page.rows], next_page_token=page.next_page_token
         )
 
     async def GetAlert(self, request: pb.GetAlertRequest, context: object) -> pb.GetAlertResponse:
@@ -142,7 +142,7 @@ class AlertsServicer(alerts_pb2_grpc.AlertsServiceServicer):  # type: ignore[mis
             self._db, request.site_id, request.page_size, request.page_token
         )
         return pb.ListAlertThresholdsResponse(
-            thresholds=[_threshold(t) for t in page.thresholds],
+            thresholds=[_threshold(t) for t in page.rows],
             next_page_token=page.next_page_token,
         )
 

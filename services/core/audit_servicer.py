@@ -5,8 +5,7 @@ from kanban.audit.v1 import audit_pb2_grpc
 
 from services.core import audit
 from services.core.db import Database
-from services.core.errors import InvalidArgument
-from services.core.paging import decode_token, encode_token
+from services.core.paging import decode_position, page_of
 from services.core.protobuf import read_timestamp, timestamp
 from services.core.validation import page_size, require_id, require_text
 
@@ -22,9 +21,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):  # type: ignore[misc]
         require_text("actor", request.actor, required=False)
         require_text("rpc", request.rpc, required=False)
         limit = page_size(request.page_size)
-        after = decode_token(request.page_token, 1)
-        if after and not after[0].isdigit():
-            raise InvalidArgument("page_token", "is not a token this service returned")
+        after = decode_position(request.page_token)
         async with self._db.pool.acquire() as conn:
             found = await audit.records(
                 conn,
@@ -33,11 +30,10 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):  # type: ignore[misc]
                 request.rpc,
                 read_timestamp("since", request),
                 read_timestamp("until", request),
-                int(after[0]) if after else None,
+                after,
                 limit + 1,
             )
-        more = len(found) > limit
-        found = found[:limit]
+        page = page_of(found, limit, lambda r: [str(r.id)])
         return pb.ListAuditRecordsResponse(
             records=[
                 pb.AuditRecord(
@@ -54,7 +50,7 @@ class AuditServicer(audit_pb2_grpc.AuditServiceServicer):  # type: ignore[misc]
                     result=r.result,
                     at=timestamp(r.at),
                 )
-                for r in found
+                for r in page.rows
             ],
-            next_page_token=encode_token([str(found[-1].id)]) if more and found else "",
+            next_page_token=page.next_page_token,
         )

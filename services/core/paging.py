@@ -3,8 +3,13 @@
 import base64
 import binascii
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from services.core.errors import InvalidArgument
+
+T = TypeVar("T")
 
 
 def encode_token(key: list[str]) -> str:
@@ -26,3 +31,26 @@ def decode_token(token: str, length: int) -> list[str] | None:
     ):
         raise InvalidArgument("page_token", "is not a token this service returned")
     return key
+
+
+def decode_position(token: str) -> int | None:
+    """The number (an id or a sequence) after which a page starts, or None."""
+    key = decode_token(token, 1)
+    if key is None:
+        return None
+    if not key[0].isdigit():
+        raise InvalidArgument("page_token", "is not a token this service returned")
+    return int(key[0])
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    next_page_token: str
+
+
+def page_of(rows: list[T], limit: int, key: Callable[[T], list[str]]) -> Page[T]:
+    """A page from up to limit + 1 rows read: the extra one says there is a next page."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode_token(key(rows[-1])) if more and rows else "")

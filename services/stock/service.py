@@ -6,10 +6,8 @@ changes of its quality status happen one after another; on-hand rows, caps and
 thresholds are locked after it, always in that order.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -29,7 +27,7 @@ from services.core.events import (
 )
 from services.core.idempotency import run_once
 from services.core.inbox import ReceivedEvent
-from services.core.paging import decode_token, encode_token
+from services.core.paging import Page, decode_position, decode_token, encode_token, page_of
 from services.core.validation import optional_id, page_size, require_id
 from services.stock import commands, storage
 from services.stock import metrics as m
@@ -63,7 +61,6 @@ from services.stock.domain import (
 )
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 STATIONS_AND_ALERTS = ("stations", "alerts")
 ALERTS = ("alerts",)
@@ -99,12 +96,6 @@ class StockLevel:
     lot_id: str
     on_hand: int
     lot_status: LotStatus
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    rows: list[T]
-    next_page_token: str
 
 
 @dataclass(frozen=True)
@@ -722,7 +713,7 @@ async def list_dispositions(
         rows = await storage.list_dispositions(
             conn, site_id, open_only, after[0] if after else None, limit + 1
         )
-    return _page(rows, limit, lambda d: [d.disposition_id])
+    return page_of(rows, limit, lambda d: [d.disposition_id])
 
 
 async def trace_lot(
@@ -932,16 +923,10 @@ async def list_thresholds(
     after = decode_token(token, 2)
     async with db.pool.acquire() as conn:
         rows = await storage.list_thresholds(conn, site_id, item_id, after, limit + 1)
-    return _page(rows, limit, lambda t: [t.item_id, t.location_id])
+    return page_of(rows, limit, lambda t: [t.item_id, t.location_id])
 
 
 # Queries
-
-
-def _page(rows: list[T], limit: int, key: Callable[[T], list[str]]) -> Page[T]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page(rows, encode_token(key(rows[-1])) if more and rows else "")
 
 
 async def list_locations(
@@ -960,7 +945,7 @@ async def list_locations(
         rows = await storage.list_locations(
             conn, site_id, warehouse_id, kind, after[0] if after else None, limit + 1
         )
-    return _page(rows, limit, lambda loc: [loc.location_id])
+    return page_of(rows, limit, lambda loc: [loc.location_id])
 
 
 @dataclass(frozen=True)
@@ -1006,7 +991,7 @@ async def get_stock_levels(db: Database, query: StockQuery) -> Page[StockLevel]:
         )
         for r in rows
     ]
-    return _page(levels, limit, lambda s: [s.location_id, s.item_id, s.lot_id])
+    return page_of(levels, limit, lambda s: [s.location_id, s.item_id, s.lot_id])
 
 
 async def list_movements(
@@ -1028,9 +1013,7 @@ async def list_movements(
     if since and until and until <= since:
         raise InvalidArgument("until", "must be after since")
     limit = page_size(size)
-    after = decode_token(token, 1)
-    if after and not after[0].isdigit():
-        raise InvalidArgument("page_token", "is not a token this service returned")
+    after = decode_position(token)
     async with db.pool.acquire() as conn:
         rows = await storage.list_movements(
             conn,
@@ -1040,10 +1023,10 @@ async def list_movements(
             lot_id,
             since,
             until,
-            int(after[0]) if after else None,
+            after,
             limit + 1,
         )
-    return _page(rows, limit, lambda e: [str(e.movement_id)])
+    return page_of(rows, limit, lambda e: [str(e.movement_id)])
 
 
 async def list_item_turnover(

@@ -5,18 +5,15 @@ import contextlib
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import free_port
+from tests.conftest import free_port, fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_SECONDS = 30.0
@@ -188,13 +185,7 @@ async def database_url(database_url: str) -> str:
     tests/integration would otherwise relay these tests' events to its own stock,
     and the tests would not see what they kill.
     """
-    name = f"e2e_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    return await fresh_database(database_url)
 
 
 @pytest.fixture

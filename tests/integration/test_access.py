@@ -365,3 +365,17 @@ async def test_production_refuses_to_start_unsafe(secured):
         await conn.close()
     running = await start_service(ORDERS, replace(settings, auth_enabled=True))
     await running.stop(0.5)
+
+
+async def test_bad_audit_queries_name_the_field(secured):
+    async with client.channel(secured.stack.peers["stock"], secured.tokens[Role.ADMIN]) as ch:
+        stub = audit_pb2_grpc.AuditServiceStub(ch)
+        for request, field in [
+            (audit_pb2.ListAuditRecordsRequest(site_id=""), "site_id"),
+            (audit_pb2.ListAuditRecordsRequest(site_id=SITE, page_token="x"), "page_token"),
+            (audit_pb2.ListAuditRecordsRequest(site_id=SITE, page_size=-1), "page_size"),
+            (audit_pb2.ListAuditRecordsRequest(site_id=SITE, actor="a\x00b"), "actor"),
+        ]:
+            refusal = await refused(stub.ListAuditRecords(request))
+            assert refusal.code == grpc.StatusCode.INVALID_ARGUMENT
+            assert refusal.fields == [field]

@@ -25,6 +25,19 @@ async def plant(stack) -> tuple[Line, StockSite]:
     return line, site
 
 
+async def refused_movements(database_url: str, site_id: str) -> int:
+    """Movements stock refused for the site: a hold or write-off applied twice would show."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM stock.refused_movements WHERE site_id = $1", site_id
+            )
+        )
+    finally:
+        await conn.close()
+
+
 async def scan_refused_for_quarantine(line: Line, card: str) -> bool:
     try:
         await line.scan("WELD", card)
@@ -126,14 +139,7 @@ async def test_a_quarantine_racing_scans_never_lets_a_held_container_be_consumed
     # What the hold froze, less what stations consumed before the hold reached it.
     d = disposition.disposition
     assert d.quarantined_quantity - d.consumed_before_hold == left
-    conn = await asyncpg.connect(database_url)
-    try:
-        refusals = await conn.fetchval(
-            "SELECT count(*) FROM stock.refused_movements WHERE site_id = $1", line.site_id
-        )
-    finally:
-        await conn.close()
-    assert refusals == 0
+    assert await refused_movements(database_url, line.site_id) == 0
 
 
 async def test_scrapping_a_held_lot_sends_its_cards_back_for_replacements(plant, database_url):
@@ -162,14 +168,7 @@ async def test_scrapping_a_held_lot_sends_its_cards_back_for_replacements(plant,
     assert stamp.open_signals == 6
     # The write-off moved the stock once: nothing left, nothing refused.
     assert await stock_by_lot(site.stub, line.site_id, "SM-P") == {}
-    conn = await asyncpg.connect(database_url)
-    try:
-        refusals = await conn.fetchval(
-            "SELECT count(*) FROM stock.refused_movements WHERE site_id = $1", line.site_id
-        )
-    finally:
-        await conn.close()
-    assert refusals == 0
+    assert await refused_movements(database_url, line.site_id) == 0
     # The replacement goes through the loop as usual.
     await line.start("STAMP", "P-002")
     await line.complete("STAMP", "P-002", "P-NEW", CONTAINER)
