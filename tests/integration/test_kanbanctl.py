@@ -233,12 +233,16 @@ async def test_the_csv_exports_say_what_the_services_say(stack, tmp_path, line):
     ]
     assert [row["in_process_cards"] for row in wip] == ["1", "0"]
 
-    # Stock arrives in the supermarkets through events: wait for the opening lots.
+    # Stock follows the scan through events: wait until each supermarket holds what the
+    # board says is in it, so the export is compared with a settled ledger.
+    wip_by_item = {s.loop.item_id: s.units_in_supermarket for s in board.loops}
+
     async def levels() -> list[Any]:
         reply = await stack.stock.GetStockLevels(
             stock_pb2.GetStockLevelsRequest(site_id=line.site_id, page_size=1000)
         )
-        return list(reply.levels) if len(reply.levels) >= 2 else []
+        on_hand = {level.item_id: level.on_hand for level in reply.levels}
+        return list(reply.levels) if on_hand == wip_by_item else []
 
     stored = await eventually(levels)
     assert stored
