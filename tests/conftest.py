@@ -4,7 +4,7 @@ import asyncio
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +24,30 @@ from services.core.server import RunningService, start_service
 from services.orders.app import SPEC as ORDERS
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
+
+RUN_REPORT = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Lines a fault, property or bad-input run says about itself (operations, faults
+    injected, invariant checks, violations); printed together after the run, where
+    pytest's output capture does not hide them."""
+    lines = request.config.stash.setdefault(RUN_REPORT, [])
+
+    def say(line: str) -> None:
+        lines.append(f"{request.node.name}: {line}")
+
+    return say
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    if lines := config.stash.get(RUN_REPORT, []):
+        terminalreporter.section("what the fault, property and bad-input runs did")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
