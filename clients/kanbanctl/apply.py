@@ -1,7 +1,8 @@
 """`kanbanctl apply`: makes a site what its layout file says, as far as creating
 can. It reads what exists first and creates only what is missing, so applying
 the same file again changes nothing, not even the audit log. What exists with
-other content is reported, never changed: the services have no update RPCs.
+other content is reported, never changed: the services have no update RPCs,
+except for a loop's number of cards, which ResizeLoop changes safely.
 """
 
 import hashlib
@@ -16,7 +17,7 @@ from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
 from clients.kanbanctl.current import read_current
 from clients.kanbanctl.layout import Entity, entities
-from clients.kanbanctl.plan import plan
+from clients.kanbanctl.plan import Step, plan
 from clients.kanbanctl.report import Outcome, Report, Status, differs
 
 # The create RPC of each kind: the service, the method and its request.
@@ -57,7 +58,11 @@ async def apply_layout(
     }
     outcomes = []
     for step in plan(wanted, current):
-        if step.differences:
+        if step.entity.kind.name == "loop" and [d.field for d in step.differences] == [
+            "card_count"
+        ]:
+            outcomes.append(await _resize(stubs["stations"], site_id, step))
+        elif step.differences:
             outcomes.append(differs(step.entity, ", ".join(map(str, step.differences))))
         elif step.exists:
             outcomes.append(Outcome(step.entity, Status.UNCHANGED))
@@ -84,6 +89,24 @@ async def _create(stubs: dict[str, Any], site_id: str, entity: Entity) -> Outcom
             return Outcome(entity, Status.FAILED, f"{error.code().name}: {error.details()}")
         raise
     return Outcome(entity, Status.CREATED)
+
+
+async def _resize(stations: Any, site_id: str, step: Step) -> Outcome:
+    (difference,) = step.differences
+    request = stations_pb2.ResizeLoopRequest(
+        request_id=request_id(step.entity),
+        site_id=site_id,
+        loop_id=step.entity.key,
+        card_count=int(difference.wanted),
+        reason="kanbanctl apply: the layout file changed",
+    )
+    try:
+        await stations.ResizeLoop(request)
+    except grpc.aio.AioRpcError as error:
+        if error.code() in _REFUSALS:
+            return Outcome(step.entity, Status.FAILED, f"{error.code().name}: {error.details()}")
+        raise
+    return Outcome(step.entity, Status.RESIZED, str(difference))
 
 
 def request_id(entity: Entity) -> str:

@@ -46,8 +46,13 @@ async def _loops(channel: grpc.aio.Channel, site_id: str) -> Current:
         stations_pb2.ListLoopsRequest(site_id=site_id),
         "loops",
     )
+    # A loop being made smaller still counts the cards waiting to retire: the
+    # layout says what it is heading for.
     return {
-        (LOOP.name, loop.loop_id): {field: getattr(loop, field) for field in LOOP.fields}
+        (LOOP.name, loop.loop_id): {
+            **{field: getattr(loop, field) for field in LOOP.fields},
+            "card_count": loop.target_card_count,
+        }
         for loop in loops
     }
 

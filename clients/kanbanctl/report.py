@@ -9,6 +9,8 @@ from clients.kanbanctl.layout import Entity
 
 class Status(StrEnum):
     CREATED = "created"
+    # A loop whose card count the file changed: ResizeLoop.
+    RESIZED = "resized"
     UNCHANGED = "unchanged"
     DIFFERS = "differs"
     FAILED = "failed"
@@ -17,8 +19,7 @@ class Status(StrEnum):
 # Why an entity that exists with other content stays as it is.
 _NO_UPDATE = "the services have no update for an existing {kind}"
 _WHY_UNCHANGEABLE = {
-    "loop": "the services have no update for an existing loop; resizing its cards is not"
-    " supported yet",
+    "loop": "of an existing loop only card_count can change, by a resize",
     "product": "a product is fixed once defined",
 }
 
@@ -42,7 +43,9 @@ class Report:
     @property
     def ok(self) -> bool:
         """Everything in the file is now as the file says."""
-        return all(o.status in (Status.CREATED, Status.UNCHANGED) for o in self.outcomes)
+        return all(
+            o.status in (Status.CREATED, Status.RESIZED, Status.UNCHANGED) for o in self.outcomes
+        )
 
     def render(self) -> str:
         width = max((len(o.entity.key) for o in self.outcomes), default=0)

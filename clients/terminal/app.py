@@ -218,7 +218,9 @@ class TerminalApp(App[None]):
         raise Refused(grpc.StatusCode.FAILED_PRECONDITION, "WRONG_STATION", "")
 
     async def _scan(self, code: str, loop: Any, request_id: str) -> str:
-        await self._client.scan(code, request_id)
+        scanned = await self._client.scan(code, request_id)
+        if scanned.card.state == pb.CARD_STATE_RETIRED:
+            return self.t("done_scan_retired", card=code)
         return self.t("done_scan", card=code, supplier=loop.supplier_station_id)
 
     async def _start(self, code: str, loop: Any, request_id: str) -> str:

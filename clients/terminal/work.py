@@ -1,8 +1,8 @@
 """What a station's terminal knows of its work, from the WatchSignals stream and
 from what it did itself. Plain Python, no I/O.
 
-The stream sends each station item (signal, instruction, withdrawal, lot hold
-notice) with a sequence number; `cursor` is the highest one applied, and a
+The stream sends each station item (signal, instruction, withdrawal of either,
+lot hold notice) with a sequence number; `cursor` is the highest one applied, and a
 terminal that reconnects with it misses nothing and gets nothing twice.
 """
 
@@ -48,6 +48,11 @@ class StationWork:
             self._instructions[item.instruction_id] = item
         elif kind == "withdrawal":
             self._instructions.pop(item.instruction_id, None)
+        elif kind == "signal_withdrawal":
+            # The card retired (its loop was made smaller): nothing to make for it.
+            held = self._signals.get(item.card_code)
+            if held is not None and held.sequence == item.signal_sequence:
+                del self._signals[item.card_code]
         elif item.status == pb.LOT_HOLD_STATUS_HELD:
             self._holds[item.lot_id] = item
         else:

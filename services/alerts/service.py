@@ -40,10 +40,12 @@ from services.core.errors import InvalidArgument
 from services.core.events import (
     CardEmptied,
     CardFilled,
+    CardRetired,
     CardStarted,
     CountClosed,
     CountVarianceFlagged,
     LoopDefined,
+    LoopResized,
     LotQuarantined,
     LotReleased,
     LotWrittenOff,
@@ -75,6 +77,15 @@ async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
     match event.payload:
         case LoopDefined() as loop:
             await _define_loop(conn, site, loop, at)
+        case LoopResized() as resized:
+            await storage.set_loop_cap(conn, site, resized.loop_id, resized.cap_units)
+            for code in resized.added_card_codes:
+                await storage.set_card(conn, site, CardFacts(code, resized.loop_id, "EMPTY", 0, at))
+            for code in resized.retired_card_codes:
+                await storage.delete_card(conn, site, code)
+        case CardRetired() as card:
+            await storage.set_loop_cap(conn, site, card.loop_id, card.cap_units)
+            await storage.delete_card(conn, site, card.card_code)
         case CardEmptied() as card:
             await storage.set_card(
                 conn, site, CardFacts(card.card_code, card.loop_id, "EMPTY", 0, at)

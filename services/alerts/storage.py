@@ -46,6 +46,24 @@ async def define_loop(conn: asyncpg.Connection, site_id: str, loop: LoopFacts) -
     )
 
 
+async def set_loop_cap(
+    conn: asyncpg.Connection, site_id: str, loop_id: str, cap_units: int
+) -> None:
+    await conn.execute(
+        "UPDATE loops SET cap_units = $3 WHERE site_id = $1 AND loop_id = $2",
+        site_id,
+        loop_id,
+        cap_units,
+    )
+
+
+async def delete_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> None:
+    """A retired card is no longer followed: nothing waits on it."""
+    await conn.execute(
+        "DELETE FROM cards WHERE site_id = $1 AND card_code = $2", site_id, card_code
+    )
+
+
 async def set_card(conn: asyncpg.Connection, site_id: str, card: CardFacts) -> None:
     """Records the card's state, unless what is stored is newer (events of one card come
     in order, but a redelivery after a newer event must not turn the clock back)."""

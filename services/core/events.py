@@ -32,6 +32,33 @@ class LoopDefined:
 
 
 @dataclass(frozen=True)
+class LoopResized:
+    """A planner changed the number of cards of a loop; cap_units is the cap now."""
+
+    loop_id: str
+    item_id: str
+    location_id: str
+    cap_units: int
+    card_count: int
+    target_card_count: int
+    added_card_codes: list[str] = field(default_factory=list)
+    retired_card_codes: list[str] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CardRetired:
+    """The consumer emptied a card of a loop being made smaller: it left the loop
+    instead of raising a signal. cap_units is the cap now."""
+
+    loop_id: str
+    card_code: str
+    item_id: str
+    location_id: str
+    cap_units: int
+
+
+@dataclass(frozen=True)
 class CardEmptied:
     loop_id: str
     card_code: str
@@ -182,6 +209,8 @@ class StockThresholdCrossed:
 Payload = (
     ItemDefined
     | LoopDefined
+    | LoopResized
+    | CardRetired
     | CardEmptied
     | CardStarted
     | CardFilled
@@ -202,6 +231,8 @@ PAYLOAD_TYPES: dict[str, type[Payload]] = {
     for cls in (
         ItemDefined,
         LoopDefined,
+        LoopResized,
+        CardRetired,
         CardEmptied,
         CardStarted,
         CardFilled,

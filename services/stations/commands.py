@@ -87,7 +87,7 @@ class CreateLoop:
             "container_quantity", self.container_quantity, maximum=MAX_CONTAINER_QUANTITY
         )
         require_positive("card_count", self.card_count, maximum=MAX_CARDS_PER_LOOP)
-        if self.initial_card_state is CardState.IN_PROCESS:
+        if self.initial_card_state not in (CardState.FULL, CardState.EMPTY):
             raise InvalidArgument("initial_card_state", "must be FULL or EMPTY")
 
 
@@ -171,3 +171,19 @@ class CompleteInstruction:
         require_id("lot_id", self.lot_id)
         # The upper bound is the instruction's quantity, a domain rule.
         require_positive("quantity", self.quantity, maximum=MAX_CONTAINER_QUANTITY * 1000)
+
+
+@dataclass(frozen=True)
+class ResizeLoop:
+    request_id: str
+    site_id: str
+    loop_id: str
+    card_count: int
+    reason: str
+
+    def __post_init__(self) -> None:
+        require_request_id(self.request_id)
+        require_id("site_id", self.site_id)
+        require_id("loop_id", self.loop_id)
+        require_positive("card_count", self.card_count, maximum=MAX_CARDS_PER_LOOP)
+        require_text("reason", self.reason, required=False)

@@ -8,6 +8,12 @@ plus units in process never exceed the loop's cap.
 
 A container whose lot quality has on hold may not be consumed; if the lot is
 written off (scrapped or returned), the container is gone and its card empties.
+
+A planner may resize a loop. New cards start EMPTY and ask their supplier at
+once. Fewer cards: EMPTY cards no one started retire at once, then the next cards
+to come back empty retire instead of asking again. The cap is always the cards
+in the loop times the container quantity, so a full container or one being made
+is never thrown away, and the cap is never below what the loop holds.
 """
 
 import dataclasses
@@ -20,8 +26,10 @@ from services.core.errors import FailedPrecondition
 from services.core.events import (
     CardEmptied,
     CardFilled,
+    CardRetired,
     InstructionCompleted,
     LoopDefined,
+    LoopResized,
     ReleasedInstruction,
 )
 
@@ -41,6 +49,7 @@ class CardState(enum.Enum):
     FULL = "FULL"
     EMPTY = "EMPTY"
     IN_PROCESS = "IN_PROCESS"
+    RETIRED = "RETIRED"
 
 
 class InstructionState(enum.Enum):
@@ -54,6 +63,7 @@ class SignalState(enum.Enum):
     OPEN = "OPEN"
     STARTED = "STARTED"
     COMPLETED = "COMPLETED"
+    WITHDRAWN = "WITHDRAWN"
 
 
 class LotHoldStatus(enum.Enum):
@@ -92,11 +102,66 @@ class Loop:
     consumer_station_id: str
     supermarket_location_id: str
     container_quantity: int
+    # Cards in the loop, retired ones not counted.
     card_count: int
+    # Cards to retire as they come back empty: the loop was made smaller.
+    cards_to_retire: int = 0
 
     @property
     def cap_units(self) -> int:
         return self.card_count * self.container_quantity
+
+    @property
+    def target_card_count(self) -> int:
+        return self.card_count - self.cards_to_retire
+
+    def resize(self, target: int, waiting: list["Card"], numbered: int, now: datetime) -> "Resize":
+        """Plans a resize to `target` cards. `waiting` are the loop's EMPTY cards whose
+        signal no one started, the one to retire first first; `numbered` is how many
+        cards the loop ever had: new codes follow theirs."""
+        if target >= self.card_count:
+            added = [
+                Card(
+                    site_id=self.site_id,
+                    card_code=self.card_code(n),
+                    loop_id=self.loop_id,
+                    state=CardState.EMPTY,
+                    lot_id="",
+                    quantity=0,
+                    updated_at=now,
+                    emptied_at=now,
+                )
+                for n in range(numbered + 1, numbered + 1 + target - self.card_count)
+            ]
+            resized = dataclasses.replace(self, card_count=target, cards_to_retire=0)
+            return Resize(resized, added, [])
+        excess = self.card_count - target
+        retired = waiting[:excess]
+        for card in retired:
+            card.retire(now)
+        resized = dataclasses.replace(
+            self,
+            card_count=self.card_count - len(retired),
+            cards_to_retire=excess - len(retired),
+        )
+        return Resize(resized, [], retired)
+
+    def take_back(self, card: "Card", now: datetime) -> tuple["Loop", CardRetired | None]:
+        """A card just emptied. While the loop is being made smaller it retires
+        instead of asking its supplier again."""
+        if not self.cards_to_retire:
+            return self, None
+        card.retire(now)
+        smaller = dataclasses.replace(
+            self, card_count=self.card_count - 1, cards_to_retire=self.cards_to_retire - 1
+        )
+        return smaller, CardRetired(
+            loop_id=self.loop_id,
+            card_code=card.card_code,
+            item_id=self.item_id,
+            location_id=self.supermarket_location_id,
+            cap_units=smaller.cap_units,
+        )
 
     @property
     def opening_lot_id(self) -> str:
@@ -121,7 +186,10 @@ class Loop:
         )
 
     def card_codes(self) -> list[str]:
-        return [f"{self.loop_id}-{n:03d}" for n in range(1, self.card_count + 1)]
+        return [self.card_code(n) for n in range(1, self.card_count + 1)]
+
+    def card_code(self, number: int) -> str:
+        return f"{self.loop_id}-{number:03d}"
 
     def new_cards(self, state: CardState, now: datetime) -> list["Card"]:
         full = state is CardState.FULL
@@ -209,6 +277,13 @@ class Card:
         self.state, self.lot_id, self.quantity, self.hold = CardState.EMPTY, "", 0, None
         self.updated_at = self.emptied_at = now
         return emptied
+
+    def retire(self, now: datetime) -> None:
+        """The card leaves its loop, which is being made smaller; only an EMPTY card
+        may, so no container is thrown away."""
+        self._require_state(CardState.EMPTY, "retire")
+        self.state = CardState.RETIRED
+        self.updated_at = now
 
     def start(self, loop: Loop, station_id: str, now: datetime) -> None:
         """The supplier starts making the container this card asks for."""
@@ -298,6 +373,28 @@ class Signal:
             quantity=loop.container_quantity,
             state=SignalState.OPEN,
             raised_at=now,
+        )
+
+
+@dataclass(frozen=True)
+class Resize:
+    """A resize: the loop after it, the cards added (EMPTY) and those retired now."""
+
+    loop: Loop
+    added: list[Card]
+    retired: list[Card]
+
+    def resized(self, reason: str) -> LoopResized:
+        return LoopResized(
+            loop_id=self.loop.loop_id,
+            item_id=self.loop.item_id,
+            location_id=self.loop.supermarket_location_id,
+            cap_units=self.loop.cap_units,
+            card_count=self.loop.card_count,
+            target_card_count=self.loop.target_card_count,
+            added_card_codes=[c.card_code for c in self.added],
+            retired_card_codes=[c.card_code for c in self.retired],
+            reason=reason,
         )
 
 
@@ -425,6 +522,14 @@ class Withdrawal:
 
 
 @dataclass(frozen=True)
+class SignalWithdrawal:
+    """Tells a supplier's terminals to drop a signal they were sent: its card retired."""
+
+    signal: Signal
+    sequence: int
+
+
+@dataclass(frozen=True)
 class LotHoldNotice:
     """Tells a consumer station's terminals that containers in its supermarket hold
     a lot on hold, so they set them aside before anyone scans one; then, with a
@@ -465,7 +570,7 @@ class LotHoldNotice:
 
 
 # What a station's terminals are sent, each numbered with the station's sequence.
-FeedItem = Signal | Instruction | Withdrawal | LotHoldNotice
+FeedItem = Signal | Instruction | Withdrawal | SignalWithdrawal | LotHoldNotice
 
 
 def cards_by_consumer(cards: list[Card], loops: Mapping[str, Loop]) -> dict[str, list[str]]:

@@ -13,6 +13,12 @@ SIGNALS_RAISED = Counter(
     "Signals raised at supplier stations (one per emptied card).",
     ("site_id", "station_id", "loop_id"),
 )
+CARDS_RETIRED = Counter(
+    "kanban_cards_retired",
+    "Cards that came back empty and retired instead of raising a signal: their loop "
+    "was being made smaller.",
+    ("site_id", "loop_id"),
+)
 SIGNALS_COMPLETED = Counter(
     "kanban_signals_completed",
     "Signals whose container was completed FULL.",

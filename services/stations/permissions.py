@@ -15,6 +15,7 @@ PERMISSIONS = for_service(
         "CreateStation": SET_UP_LINE,
         "CreateItem": SET_UP_LINE,
         "CreateLoop": SET_UP_LINE,
+        "ResizeLoop": SET_UP_LINE,
         "GetLoop": READ_LINE,
         "ListLoops": READ_LINE,
         "GetCard": READ_LINE,

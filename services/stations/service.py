@@ -44,6 +44,7 @@ from services.stations.domain import (
     LotHoldStatus,
     Signal,
     SignalState,
+    SignalWithdrawal,
     Site,
     Station,
     Withdrawal,
@@ -75,7 +76,18 @@ class LoopWithCards:
 @dataclass(frozen=True)
 class CardAndSignal:
     card: Card
-    signal: Signal
+    # None when a scan retired the card instead.
+    signal: Signal | None
+
+
+@dataclass(frozen=True)
+class ResizedLoop:
+    loop: Loop
+    added: list[Card]
+    signals: list[Signal]
+    retired: list[Card]
+    # Kept with the answer, so the audit trail says why.
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,36 @@ async def create_loop(db: Database, cmd: commands.CreateLoop) -> LoopWithCards:
     return await run_once(db, cmd, LoopWithCards, action)
 
 
+async def resize_loop(db: Database, cmd: commands.ResizeLoop) -> ResizedLoop:
+    """More cards ask their supplier at once; fewer retire as they come back empty."""
+
+    async def action(conn: asyncpg.Connection) -> ResizedLoop:
+        loop = await storage.get_loop(conn, cmd.site_id, cmd.loop_id, lock=True)
+        audit.note_before(loop)
+        waiting = await storage.lock_waiting_cards(conn, cmd.site_id, cmd.loop_id)
+        numbered = await storage.numbered_cards(conn, cmd.site_id, cmd.loop_id)
+        now = _now()
+        resize = loop.resize(cmd.card_count, waiting, numbered, now)
+        await storage.save_loop(conn, resize.loop)
+        await storage.insert_cards(conn, resize.added)
+        for card in resize.retired:
+            await storage.save_card(conn, card)
+            signal = await storage.active_signal(conn, cmd.site_id, card.card_code)
+            sequence = await storage.next_sequence(conn, cmd.site_id, signal.station_id)
+            await storage.withdraw_signal(conn, signal, sequence)
+        await outbox.enqueue(
+            conn,
+            site_id=cmd.site_id,
+            destinations=KANBAN,
+            payload=resize.resized(cmd.reason),
+            occurred_at=now,
+        )
+        signals = [await _raise_signal(conn, resize.loop, card, now) for card in resize.added]
+        return ResizedLoop(resize.loop, resize.added, signals, resize.retired, cmd.reason)
+
+    return await run_once(db, cmd, ResizedLoop, action)
+
+
 # Queries
 
 
@@ -236,8 +278,6 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
         except FailedPrecondition as refusal:
             m.SCANS_REFUSED.labels(cmd.site_id, cmd.station_id, refusal.reason).inc()
             raise
-        await storage.save_card(conn, card)
-        signal = await _raise_signal(conn, loop, card, now)
         await outbox.enqueue(
             conn,
             site_id=cmd.site_id,
@@ -245,9 +285,31 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
             payload=emptied,
             occurred_at=now,
         )
+        signal = await _take_back(conn, loop, card, now)
+        await storage.save_card(conn, card)
         return CardAndSignal(card, signal)
 
     return await run_once(db, cmd, CardAndSignal, action)
+
+
+async def _take_back(
+    conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime
+) -> Signal | None:
+    """A card came back empty: it asks its supplier for another container, or
+    retires if its loop is being made smaller (no signal then)."""
+    if loop.cards_to_retire:
+        # Read again under the loop's lock: a resize or another retirement may
+        # have changed it since.
+        loop = await storage.get_loop(conn, loop.site_id, loop.loop_id, lock=True)
+    smaller, retired = loop.take_back(card, now)
+    if retired is None:
+        return await _raise_signal(conn, loop, card, now)
+    await storage.save_loop(conn, smaller)
+    await outbox.enqueue(
+        conn, site_id=loop.site_id, destinations=KANBAN, payload=retired, occurred_at=now
+    )
+    m.CARDS_RETIRED.labels(loop.site_id, loop.loop_id).inc()
+    return None
 
 
 async def start_signal(db: Database, cmd: commands.StartSignal) -> CardAndSignal:
@@ -386,6 +448,8 @@ def _takes_back(item: FeedItem | Heartbeat) -> int:
     match item:
         case Withdrawal():
             return item.instruction.sequence
+        case SignalWithdrawal():
+            return item.signal.sequence
         case LotHoldNotice() if item.status is not LotHoldStatus.HELD:
             return item.held_sequence
     return 0
@@ -546,6 +610,8 @@ async def _write_off_lot(conn: asyncpg.Connection, site_id: str, lot: LotWritten
     empty and their suppliers are asked for new ones, as a scan would."""
     cards = await storage.lock_full_cards_of_lot(conn, site_id, lot.lot_id)
     await storage.delete_lot_hold(conn, site_id, lot.lot_id)
+    # Locked before the stations, as a scan does: a card may retire instead.
+    await storage.lock_loops(conn, site_id, (c.loop_id for c in cards))
     loops = await storage.loops_of(conn, site_id, (c.loop_id for c in cards))
     notices = await storage.lock_held_notices(conn, site_id, lot.lot_id)
     await storage.lock_stations(
@@ -557,11 +623,11 @@ async def _write_off_lot(conn: asyncpg.Connection, site_id: str, lot: LotWritten
     for card in cards:
         loop = loops[card.loop_id]
         emptied = card.write_off(loop, now)
-        await storage.save_card(conn, card)
-        await _raise_signal(conn, loop, card, now)
         await outbox.enqueue(
             conn, site_id=site_id, destinations=KANBAN, payload=emptied, occurred_at=now
         )
+        await _take_back(conn, loop, card, now)
+        await storage.save_card(conn, card)
     await _lift_notices(conn, notices, LotHoldStatus.WRITTEN_OFF, cards_by_consumer(cards, loops))
 
 

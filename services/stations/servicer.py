@@ -23,6 +23,7 @@ from services.stations.domain import (
     Loop,
     LotHoldNotice,
     Signal,
+    SignalWithdrawal,
     Site,
     Station,
     Withdrawal,
@@ -32,12 +33,14 @@ _CARD_STATES = {
     CardState.FULL: pb.CARD_STATE_FULL,
     CardState.EMPTY: pb.CARD_STATE_EMPTY,
     CardState.IN_PROCESS: pb.CARD_STATE_IN_PROCESS,
+    CardState.RETIRED: pb.CARD_STATE_RETIRED,
 }
 _INITIAL_STATES = {
     pb.CARD_STATE_UNSPECIFIED: CardState.FULL,
     pb.CARD_STATE_FULL: CardState.FULL,
     pb.CARD_STATE_EMPTY: CardState.EMPTY,
     pb.CARD_STATE_IN_PROCESS: CardState.IN_PROCESS,  # refused by the command, by name
+    pb.CARD_STATE_RETIRED: CardState.RETIRED,  # refused by the command, by name
 }
 
 
@@ -75,6 +78,7 @@ def _loop(loop: Loop) -> pb.Loop:
         container_quantity=loop.container_quantity,
         card_count=loop.card_count,
         cap_units=loop.cap_units,
+        target_card_count=loop.target_card_count,
     )
 
 
@@ -91,7 +95,11 @@ def _card(card: Card) -> pb.Card:
     )
 
 
-def _signal(signal: Signal) -> pb.Signal:
+def _signal(signal: Signal | None) -> pb.Signal | None:
+    return None if signal is None else _some_signal(signal)
+
+
+def _some_signal(signal: Signal) -> pb.Signal:
     return pb.Signal(
         site_id=signal.site_id,
         station_id=signal.station_id,
@@ -125,7 +133,7 @@ def _instruction(instruction: Instruction) -> pb.Instruction:
 def _feed_item(item: FeedItem | Heartbeat) -> pb.WatchSignalsResponse:
     match item:
         case Signal():
-            return pb.WatchSignalsResponse(signal=_signal(item))
+            return pb.WatchSignalsResponse(signal=_some_signal(item))
         case Instruction():
             return pb.WatchSignalsResponse(instruction=_instruction(item))
         case Withdrawal():
@@ -133,6 +141,15 @@ def _feed_item(item: FeedItem | Heartbeat) -> pb.WatchSignalsResponse:
                 withdrawal=pb.Withdrawal(
                     instruction_id=item.instruction.instruction_id,
                     erp_order_id=item.instruction.erp_order_id,
+                    sequence=item.sequence,
+                )
+            )
+        case SignalWithdrawal():
+            return pb.WatchSignalsResponse(
+                signal_withdrawal=pb.SignalWithdrawal(
+                    loop_id=item.signal.loop_id,
+                    card_code=item.signal.card_code,
+                    signal_sequence=item.signal.sequence,
                     sequence=item.sequence,
                 )
             )
@@ -236,6 +253,20 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
         created = await service.create_loop(self._db, cmd)
         return pb.CreateLoopResponse(
             loop=_loop(created.loop), cards=[_card(c) for c in created.cards]
+        )
+
+    async def ResizeLoop(
+        self, request: pb.ResizeLoopRequest, context: object
+    ) -> pb.ResizeLoopResponse:
+        cmd = commands.ResizeLoop(
+            request.request_id, request.site_id, request.loop_id, request.card_count, request.reason
+        )
+        resized = await service.resize_loop(self._db, cmd)
+        return pb.ResizeLoopResponse(
+            loop=_loop(resized.loop),
+            added_cards=[_card(c) for c in resized.added],
+            signals=[_some_signal(s) for s in resized.signals],
+            retired_cards=[_card(c) for c in resized.retired],
         )
 
     async def GetLoop(self, request: pb.GetLoopRequest, context: object) -> pb.GetLoopResponse:

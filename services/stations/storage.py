@@ -22,6 +22,7 @@ from services.stations.domain import (
     LotHoldStatus,
     Signal,
     SignalState,
+    SignalWithdrawal,
     Site,
     Station,
     Withdrawal,
@@ -33,7 +34,7 @@ SIGNALS_CHANNEL = "kanban_signals"
 FEED_PAGE = 1000
 
 _LOOP_COLUMNS = """site_id, loop_id, item_id, supplier_station_id, consumer_station_id,
-                   supermarket_location_id, container_quantity, card_count"""
+                   supermarket_location_id, container_quantity, card_count, cards_to_retire"""
 _CARD_COLUMNS = """site_id, card_code, loop_id, state, lot_id, quantity, updated_at, emptied_at,
                    started_at"""
 _SIGNAL_COLUMNS = """site_id, station_id, sequence, loop_id, card_code, item_id, quantity,
@@ -77,7 +78,7 @@ async def _with_holds(
     return cards
 
 
-def _signal(row: asyncpg.Record) -> Signal:
+def _signal(row: Mapping[str, Any]) -> Signal:
     return Signal(**{**dict(row), "state": SignalState(row["state"])})
 
 
@@ -132,7 +133,7 @@ async def insert_item(conn: asyncpg.Connection, item: Item) -> Item:
 async def insert_loop(conn: asyncpg.Connection, loop: Loop) -> bool:
     """Inserts the loop; False if one with its id already exists."""
     inserted = await conn.fetchval(
-        f"""INSERT INTO loops ({_LOOP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        f"""INSERT INTO loops ({_LOOP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             ON CONFLICT DO NOTHING RETURNING true""",
         loop.site_id,
         loop.loop_id,
@@ -142,6 +143,7 @@ async def insert_loop(conn: asyncpg.Connection, loop: Loop) -> bool:
         loop.supermarket_location_id,
         loop.container_quantity,
         loop.card_count,
+        loop.cards_to_retire,
     )
     return bool(inserted)
 
@@ -176,13 +178,40 @@ async def loops_of(
     return {r["loop_id"]: _loop(r) for r in rows}
 
 
-async def get_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> Loop:
+async def get_loop(
+    conn: asyncpg.Connection, site_id: str, loop_id: str, *, lock: bool = False
+) -> Loop:
+    """The loop; with `lock`, locked until the transaction ends: resizes and the
+    retirements they leave pending serialise on it."""
     row = await conn.fetchrow(
-        f"SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id = $2", site_id, loop_id
+        f"""SELECT {_LOOP_COLUMNS} FROM loops WHERE site_id = $1 AND loop_id = $2
+            {"FOR UPDATE" if lock else ""}""",
+        site_id,
+        loop_id,
     )
     if row is None:
         raise NotFound("loop", loop_id)
     return _loop(row)
+
+
+async def lock_loops(conn: asyncpg.Connection, site_id: str, loop_ids: Iterable[str]) -> None:
+    await conn.execute(
+        """SELECT 1 FROM loops WHERE site_id = $1 AND loop_id = ANY($2::text[])
+           ORDER BY loop_id FOR UPDATE""",
+        site_id,
+        sorted(set(loop_ids)),
+    )
+
+
+async def save_loop(conn: asyncpg.Connection, loop: Loop) -> None:
+    await conn.execute(
+        """UPDATE loops SET card_count = $3, cards_to_retire = $4
+           WHERE site_id = $1 AND loop_id = $2""",
+        loop.site_id,
+        loop.loop_id,
+        loop.card_count,
+        loop.cards_to_retire,
+    )
 
 
 async def list_loops(
@@ -277,13 +306,41 @@ async def lock_full_cards_of_lot(conn: asyncpg.Connection, site_id: str, lot_id:
 
 
 async def cards_of_loop(conn: asyncpg.Connection, site_id: str, loop_id: str) -> list[Card]:
+    """The loop's cards, retired ones left out."""
     rows = await conn.fetch(
-        f"""SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND loop_id = $2
+        f"""SELECT {_CARD_COLUMNS} FROM cards
+            WHERE site_id = $1 AND loop_id = $2 AND state <> 'RETIRED'
             ORDER BY card_code""",
         site_id,
         loop_id,
     )
     return await _with_holds(conn, site_id, rows)
+
+
+async def numbered_cards(conn: asyncpg.Connection, site_id: str, loop_id: str) -> int:
+    """How many cards the loop ever had, retired ones too: new cards' codes follow."""
+    return int(
+        await conn.fetchval(
+            "SELECT count(*) FROM cards WHERE site_id = $1 AND loop_id = $2", site_id, loop_id
+        )
+    )
+
+
+async def lock_waiting_cards(conn: asyncpg.Connection, site_id: str, loop_id: str) -> list[Card]:
+    """The loop's EMPTY cards whose signal no one started, newest signal first: the
+    first to retire are those their supplier would get to last. A card someone is
+    starting right now is skipped rather than waited for."""
+    rows = await conn.fetch(
+        f"""SELECT {", ".join("c." + c.strip() for c in _CARD_COLUMNS.split(","))}
+            FROM signals s JOIN cards c USING (site_id, card_code)
+            WHERE c.site_id = $1 AND c.loop_id = $2 AND c.state = 'EMPTY'
+              AND s.state = 'OPEN'
+            ORDER BY s.sequence DESC
+            FOR UPDATE OF c SKIP LOCKED""",
+        site_id,
+        loop_id,
+    )
+    return [_card(r) for r in rows]
 
 
 async def save_card(conn: asyncpg.Connection, card: Card) -> None:
@@ -351,7 +408,7 @@ async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> None:
 async def active_signal(conn: asyncpg.Connection, site_id: str, card_code: str) -> Signal:
     row = await conn.fetchrow(
         f"""SELECT {_SIGNAL_COLUMNS} FROM signals
-            WHERE site_id = $1 AND card_code = $2 AND state <> 'COMPLETED'""",
+            WHERE site_id = $1 AND card_code = $2 AND state IN ('OPEN', 'STARTED')""",
         site_id,
         card_code,
     )
@@ -375,6 +432,40 @@ async def set_signal_state(
     )
     signal.state = state
     return signal
+
+
+async def withdraw_signal(conn: asyncpg.Connection, signal: Signal, sequence: int) -> None:
+    await conn.execute(
+        """UPDATE signals SET state = 'WITHDRAWN', withdrawn_sequence = $4
+           WHERE site_id = $1 AND station_id = $2 AND sequence = $3""",
+        signal.site_id,
+        signal.station_id,
+        signal.sequence,
+        sequence,
+    )
+    signal.state = SignalState.WITHDRAWN
+    await notify_station(conn, signal.site_id, signal.station_id)
+
+
+async def withdrawn_signals_after(
+    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
+) -> list[SignalWithdrawal]:
+    rows = await conn.fetch(
+        f"""SELECT {_SIGNAL_COLUMNS}, withdrawn_sequence FROM signals
+            WHERE site_id = $1 AND station_id = $2 AND state = 'WITHDRAWN'
+              AND withdrawn_sequence > $3
+            ORDER BY withdrawn_sequence LIMIT $4""",
+        site_id,
+        station_id,
+        after_sequence,
+        FEED_PAGE,
+    )
+    withdrawals = []
+    for row in rows:
+        fields = dict(row)
+        sequence = fields.pop("withdrawn_sequence")
+        withdrawals.append(SignalWithdrawal(_signal(fields), sequence))
+    return withdrawals
 
 
 async def open_signals_after(
@@ -575,6 +666,7 @@ async def feed_after(
     """The station's open signals, open instructions, withdrawals and lot hold notices
     after the cursor, in sequence order, at most a page of each."""
     signals = await open_signals_after(conn, site_id, station_id, after_sequence)
+    withdrawn = await withdrawn_signals_after(conn, site_id, station_id, after_sequence)
     notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
     rows = await conn.fetch(
         f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence FROM instructions
@@ -597,10 +689,12 @@ async def feed_after(
             if withdrawn_sequence is None
             else Withdrawal(instruction, withdrawn_sequence)
         )
-    feed: list[FeedItem] = sorted([*signals, *instructions, *notices], key=lambda i: i.sequence)
+    feed: list[FeedItem] = sorted(
+        [*signals, *withdrawn, *instructions, *notices], key=lambda i: i.sequence
+    )
     # A full page may have more after it: stop where the first full page ends, so
     # that the cursor never jumps over what the other pages did not reach.
-    pages: tuple[Sequence[FeedItem], ...] = (signals, instructions, notices)
+    pages: tuple[Sequence[FeedItem], ...] = (signals, withdrawn, instructions, notices)
     horizon = min(
         (page[-1].sequence for page in pages if len(page) == FEED_PAGE),
         default=None,

@@ -16,10 +16,12 @@ from services.core import audit, outbox
 from services.core.db import Database
 from services.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, require_same
 from services.core.events import (
+    CardRetired,
     CountClosed,
     CountVarianceFlagged,
     ItemDefined,
     LoopDefined,
+    LoopResized,
     LotQuarantined,
     LotReleased,
     LotWrittenOff,
@@ -464,6 +466,11 @@ async def apply_event(conn: asyncpg.Connection, event: ReceivedEvent) -> None:
             await storage.insert_item(conn, Item(event.site_id, loop.item_id, DEFAULT_UNIT))
             await storage.define_supermarket(
                 conn, event.site_id, loop.location_id, loop.item_id, loop.cap_units
+            )
+        case LoopResized() | CardRetired() as change:
+            # The supermarket's cap follows the cards in the loop.
+            await storage.define_supermarket(
+                conn, event.site_id, change.location_id, change.item_id, change.cap_units
             )
     for move in kanban_moves(event.site_id, event.payload, event.occurred_at):
         await _apply_kanban_move(conn, event, move)

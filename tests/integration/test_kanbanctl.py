@@ -118,6 +118,7 @@ async def test_what_differs_is_reported_and_left_while_the_rest_is_applied(stack
     assert (await apply(stack, tmp_path, layout))[0] == 0
 
     layout["loops"][0]["card_count"] = 9
+    layout["loops"][1]["container_quantity"] = 60
     layout["stations"][1]["name"] = "Welding cell"
     layout["locations"].append(
         {"location_id": "RAW-02", "warehouse_id": "WH1", "kind": "QUARANTINE"}
@@ -125,17 +126,23 @@ async def test_what_differs_is_reported_and_left_while_the_rest_is_applied(stack
     status, outcomes, printed = await apply(stack, tmp_path, layout)
 
     assert status == 1, printed
-    assert outcomes["loop BRACKET"].startswith(
-        "differs: card_count 4 -> 9; cannot be changed in place"
+    assert outcomes["loop BRACKET"] == "resized: card_count 4 -> 9"
+    assert outcomes["loop FRAME"].startswith(
+        "differs: container_quantity 50 -> 60; cannot be changed in place (of an existing loop"
     )
-    assert "resizing its cards is not supported yet" in outcomes["loop BRACKET"]
     assert outcomes["station WELD"].startswith("differs: name 'Welding' -> 'Welding cell'; cannot")
     assert outcomes["location RAW-02"] == "created"
     assert [line for line in printed.splitlines() if "entities" in line] == [
-        "16 entities: 1 created, 13 unchanged, 2 differs"
+        "16 entities: 1 created, 1 resized, 12 unchanged, 2 differs"
     ]
     loop = await stack.stations.GetLoop(pb.GetLoopRequest(site_id=site_id, loop_id="BRACKET"))
-    assert loop.loop.card_count == 4 and len(loop.cards) == 4
+    assert loop.loop.card_count == 9 and len(loop.cards) == 9
+    # Applied again, the resize is done: nothing more changes.
+    layout["loops"][1]["container_quantity"] = 50
+    layout["stations"][1]["name"] = "Welding"
+    status, outcomes, printed = await apply(stack, tmp_path, layout)
+    assert status == 0, printed
+    assert set(outcomes.values()) == {"unchanged"}
     raw = await stack.stock.ListLocations(
         stock_pb2.ListLocationsRequest(site_id=site_id, warehouse_id="WH1")
     )

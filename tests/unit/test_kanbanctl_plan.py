@@ -69,8 +69,8 @@ def test_the_report_lists_every_entity_then_a_summary():
     assert report.render().splitlines() == [
         "station   WELD     unchanged",
         "station   PAINT    created",
-        "loop      BRACKET  differs: card_count 4 -> 9; cannot be changed in place (the services"
-        " have no update for an existing loop; resizing its cards is not supported yet)",
+        "loop      BRACKET  differs: card_count 4 -> 9; cannot be changed in place (of an existing"
+        " loop only card_count can change, by a resize)",
         "3 entities: 1 created, 1 unchanged, 1 differs",
         "Not everything is as the file says: see 'differs' and 'failed' above.",
     ]

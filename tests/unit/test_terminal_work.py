@@ -137,3 +137,24 @@ def test_signals_started_at_another_terminal_are_forgotten_once_the_board_shows_
     }
     work.forget_started_elsewhere(states, as_of=2)
     assert codes(work) == ["P-002", "P-003"]
+
+
+def test_a_withdrawn_signal_leaves_the_queue_but_a_newer_one_of_its_card_stays():
+    work = StationWork()
+    for message in (signal("P-001", 1), signal("P-002", 2)):
+        work.apply(message)
+
+    work.apply(
+        pb.WatchSignalsResponse(
+            signal_withdrawal=pb.SignalWithdrawal(card_code="P-002", signal_sequence=2, sequence=3)
+        )
+    )
+    # An older signal's withdrawal does not take a newer signal of the card with it.
+    work.apply(
+        pb.WatchSignalsResponse(
+            signal_withdrawal=pb.SignalWithdrawal(card_code="P-001", signal_sequence=0, sequence=4)
+        )
+    )
+
+    assert [s.card_code for s in work.queue()] == ["P-001"]
+    assert work.cursor == 4
