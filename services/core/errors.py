@@ -15,7 +15,8 @@ class InvalidArgument(KanbanError):
     """A request field is malformed: the caller must change the request."""
 
     def __init__(self, field: str, description: str) -> None:
-        super().__init__(f"{field}: {description}")
+        # No field (""): the request as a whole is at fault.
+        super().__init__(f"{field}: {description}" if field else description)
         self.field = field
         self.description = description
 

@@ -16,8 +16,9 @@ class EventSinkServicer(events_pb2_grpc.EventSinkServiceServicer):  # type: igno
         self, request: events_pb2.DeliverEventsRequest, context: object
     ) -> events_pb2.DeliverEventsResponse:
         applied = duplicates = 0
-        for message in request.events:
-            event = event_codec.from_proto(message)
+        # All checked before any is applied: a malformed event refuses the whole batch.
+        received = [event_codec.from_proto(message) for message in request.events]
+        for event in received:
             is_new = await apply_once(self._db, event, self._handler)
             outcome = "applied" if is_new else "duplicate"
             metrics.INBOX_EVENTS.labels(type(event.payload).__name__, outcome).inc()

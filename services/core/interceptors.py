@@ -8,14 +8,23 @@ from typing import Any
 import asyncpg
 import grpc
 import structlog
+from google.protobuf.message import DecodeError
 
 from services.core import metrics, rpc_errors
-from services.core.errors import KanbanError
+from services.core.errors import InvalidArgument, KanbanError
 
 log = structlog.get_logger()
 
-# The database being away is the server's trouble, and worth a retry.
-_UNAVAILABLE = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# The database being away is the server's trouble, and worth a retry: unreachable,
+# cut off, shutting down, or still recovering after a restart.
+_UNAVAILABLE = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    OSError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+)
 
 
 class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -31,16 +40,44 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(handler.unary_unary, service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
                 _server_stream(handler.unary_stream, service, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=_decoding(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         return handler  # streaming requests (reflection) pass through untouched
+
+
+class _Undecodable:
+    """Request bytes that are not the message the method takes."""
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+
+def _decoding(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's deserializer, except that bytes it cannot parse reach the handler,
+    to be refused as INVALID_ARGUMENT: gRPC itself would answer UNKNOWN."""
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except DecodeError as error:
+            return _Undecodable(error)
+
+    return parse
+
+
+def _require_decoded(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        # No field is at fault: the request as a whole is.
+        raise InvalidArgument("", f"not a valid request: {request.error}")
 
 
 class _Call:
@@ -84,6 +121,7 @@ def _unary(
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         call = _Call(grpc_type, service, method, request, context.peer())
         try:
+            _require_decoded(request)
             return await inner(request, context)
         except grpc.aio.AbortError:
             raise
@@ -103,6 +141,7 @@ def _server_stream(inner: Callable[..., Any], service: str, method: str) -> Any:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         call = _Call("server_stream", service, method, request, context.peer())
         try:
+            _require_decoded(request)
             async for response in inner(request, context):
                 yield response
         except grpc.aio.AbortError:

@@ -34,6 +34,10 @@ class Notifications:
                 continue
             try:
                 await self._listen(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # Lost between connecting and listening: connect again.
+                log.warning("listen_failed", channel=self._channel, error=str(error))
+                await asyncio.sleep(1)
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=2)
@@ -44,7 +48,8 @@ class Notifications:
         conn.add_termination_listener(lambda _conn: lost.set())
         await conn.add_listener(self._channel, self._on_notify)
         self._wake_all()  # anything raised while we were not listening
-        await lost.wait()
+        if not conn.is_closed():  # closed before the listener was added: never told
+            await lost.wait()
         log.warning("listen_connection_lost", channel=self._channel)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, key: str) -> None:

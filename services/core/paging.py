@@ -24,10 +24,12 @@ def decode_token(token: str, length: int) -> list[str] | None:
         key = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         key = None
+    # Keys are ids, numbers and times, all printable; anything else (a NUL, which
+    # PostgreSQL cannot take) was not made here.
     if (
         not isinstance(key, list)
         or len(key) != length
-        or not all(isinstance(part, str) for part in key)
+        or not all(isinstance(part, str) and part.isprintable() for part in key)
     ):
         raise InvalidArgument("page_token", "is not a token this service returned")
     return key
@@ -38,9 +40,12 @@ def decode_position(token: str) -> int | None:
     key = decode_token(token, 1)
     if key is None:
         return None
-    if not key[0].isdigit():
+    # The digits of a bigint: str.isdigit() alone also takes "²", which int() refuses,
+    # and PostgreSQL compares no larger number with an id.
+    digits = key[0]
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 19) or int(digits) >= 2**63:
         raise InvalidArgument("page_token", "is not a token this service returned")
-    return int(key[0])
+    return int(digits)
 
 
 @dataclass(frozen=True)

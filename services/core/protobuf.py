@@ -10,6 +10,8 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from services.core.errors import InvalidArgument
 
 # google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+# Its first and last second are refused: asyncpg stores datetime.min and datetime.max
+# as -infinity and infinity, which come back without a time zone.
 _MIN_SECONDS = -62_135_596_800
 _MAX_SECONDS = 253_402_300_799
 
@@ -26,7 +28,7 @@ def read_timestamp(field: str, message: Any, name: str | None = None) -> datetim
     if not message.HasField(name):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, name)
-    if not (_MIN_SECONDS <= stamp.seconds <= _MAX_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
+    if not (_MIN_SECONDS < stamp.seconds < _MAX_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
         raise InvalidArgument(field, "is not a valid timestamp")
     when: datetime = stamp.ToDatetime(tzinfo=UTC)
     return when

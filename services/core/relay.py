@@ -72,7 +72,13 @@ class Relay:
                     try:
                         sent = await self.deliver_batch(destination, stub)
                         backoff = 0.1
-                    except (grpc.RpcError, OSError, asyncpg.PostgresError) as error:
+                    except (
+                        grpc.RpcError,
+                        OSError,
+                        asyncpg.PostgresError,
+                        # The connection died under the batch, e.g. a PostgreSQL restart.
+                        asyncpg.InterfaceError,
+                    ) as error:
                         metrics.OUTBOX_FAILURES.labels(destination).inc()
                         log.warning("relay_failed", destination=destination, error=str(error))
                         await asyncio.sleep(backoff)

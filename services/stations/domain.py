@@ -519,6 +519,9 @@ class Withdrawal:
 
     instruction: Instruction
     sequence: int
+    # The sequence the instruction was first announced with: a terminal that saw
+    # that one, and not those it was announced with again after a cut, has it too.
+    first_sequence: int
 
 
 @dataclass(frozen=True)

@@ -425,7 +425,8 @@ async def watch_signals(
     require_id("station_id", station_id)
     async with db.pool.acquire() as conn:
         await storage.require_station(conn, site_id, station_id)
-    seen = after_sequence
+    # What this stream sent that a later message may take back.
+    sent: set[Announcement] = set()
     async for item in follow(
         db,
         notifications,
@@ -435,24 +436,45 @@ async def watch_signals(
         read_after=lambda conn, cursor: storage.feed_after(conn, site_id, station_id, cursor),
         read_last=lambda conn: storage.last_sequence(conn, site_id, station_id),
     ):
-        takes_back_unseen = _takes_back(item) > seen
-        if not isinstance(item, Heartbeat):
-            seen = item.sequence
-        if not takes_back_unseen:
-            yield item
+        if taken_back := _takes_back(item):
+            what, first_sequence = taken_back
+            # Only for a terminal that may have seen it: sent by this stream, or
+            # before the cursor it resumed from (an earlier stream may have).
+            if what not in sent and first_sequence > after_sequence:
+                continue
+        elif announcement := _announces(item):
+            sent.add(announcement)
+        yield item
 
 
-def _takes_back(item: FeedItem | Heartbeat) -> int:
-    """The sequence of what a withdrawal or a lifted hold takes back (0 for anything
-    else): it matters only to a terminal that may have seen that."""
+# What a signal, an instruction or a hold notice announces, for a withdrawal or a
+# lifting to name: a signal and a hold by their sequence, an instruction by its id
+# (a cut announces it again with another sequence).
+Announcement = tuple[str, int | str]
+
+
+def _announces(item: FeedItem | Heartbeat) -> Announcement | None:
+    match item:
+        case Signal():
+            return ("signal", item.sequence)
+        case Instruction():
+            return ("instruction", item.instruction_id)
+        case LotHoldNotice() if item.status is LotHoldStatus.HELD:
+            return ("hold", item.held_sequence)
+    return None
+
+
+def _takes_back(item: FeedItem | Heartbeat) -> tuple[Announcement, int] | None:
+    """What a withdrawal or a lifted hold takes back, and the sequence that was first
+    announced with; None for anything else."""
     match item:
         case Withdrawal():
-            return item.instruction.sequence
+            return ("instruction", item.instruction.instruction_id), item.first_sequence
         case SignalWithdrawal():
-            return item.signal.sequence
+            return ("signal", item.signal.sequence), item.signal.sequence
         case LotHoldNotice() if item.status is not LotHoldStatus.HELD:
-            return item.held_sequence
-    return 0
+            return ("hold", item.held_sequence), item.held_sequence
+    return None
 
 
 # Production instructions of orders, at the pacemaker

@@ -563,8 +563,8 @@ async def station_exists(conn: asyncpg.Connection, site_id: str, station_id: str
 
 async def insert_instruction(conn: asyncpg.Connection, instruction: Instruction) -> None:
     await conn.execute(
-        f"""INSERT INTO instructions ({_INSTRUCTION_COLUMNS}, released_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now())
+        f"""INSERT INTO instructions ({_INSTRUCTION_COLUMNS}, first_sequence, released_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $11, now())
             ON CONFLICT DO NOTHING""",
         instruction.site_id,
         instruction.instruction_id,
@@ -669,7 +669,7 @@ async def feed_after(
     withdrawn = await withdrawn_signals_after(conn, site_id, station_id, after_sequence)
     notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
     rows = await conn.fetch(
-        f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence FROM instructions
+        f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence, first_sequence FROM instructions
             WHERE site_id = $1 AND station_id = $2
               AND ((state = 'OPEN' AND sequence > $3)
                    OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
@@ -683,11 +683,12 @@ async def feed_after(
     for row in rows:
         fields = dict(row)
         withdrawn_sequence = fields.pop("withdrawn_sequence")
+        first_sequence = fields.pop("first_sequence")
         instruction = _instruction(fields)
         instructions.append(
             instruction
             if withdrawn_sequence is None
-            else Withdrawal(instruction, withdrawn_sequence)
+            else Withdrawal(instruction, withdrawn_sequence, first_sequence)
         )
     feed: list[FeedItem] = sorted(
         [*signals, *withdrawn, *instructions, *notices], key=lambda i: i.sequence

@@ -20,8 +20,10 @@ def _common(request_id: str, site_id: str) -> None:
     require_id("site_id", site_id)
 
 
-def _stock_line(location_id: str, item_id: str, lot_id: str, quantity: int) -> None:
-    require_id("location_id", location_id)
+def _stock_line(
+    location_id: str, item_id: str, lot_id: str, quantity: int, location_field: str = "location_id"
+) -> None:
+    require_id(location_field, location_id)
     require_id("item_id", item_id)
     require_id("lot_id", lot_id)
     require_positive("quantity", quantity, maximum=MAX_QUANTITY)
@@ -133,7 +135,7 @@ class TransferStock:
     def __post_init__(self) -> None:
         _common(self.request_id, self.site_id)
         require_id("from_location_id", self.from_location_id)
-        _stock_line(self.to_location_id, self.item_id, self.lot_id, self.quantity)
+        _stock_line(self.to_location_id, self.item_id, self.lot_id, self.quantity, "to_location_id")
         if self.from_location_id == self.to_location_id:
             raise InvalidArgument("to_location_id", "must differ from from_location_id")
         require_text("reason", self.reason, required=False)

@@ -82,6 +82,9 @@ class LotAndDisposition:
     lot: Lot
     disposition: Disposition
     entries: list[Entry]
+    # The lot's on-hand right after the change: part of the first answer, which a
+    # retry gets back, whatever moved since.
+    on_hand: int
 
 
 @dataclass(frozen=True)
@@ -227,9 +230,13 @@ async def _lot_for_receipt(
     """The lot to receive into, created on its first receipt."""
     lot = await storage.find_lot(conn, site_id, lot_id)
     if lot is None:
-        lot = Lot(site_id, lot_id, item_id, LotStatus.AVAILABLE, source, origin_id, "", "", now)
-        await storage.insert_lot(conn, lot)
-        return await storage.lock_lot(conn, site_id, lot_id)
+        new = Lot(site_id, lot_id, item_id, LotStatus.AVAILABLE, source, origin_id, "", "", now)
+        created = await storage.insert_lot(conn, new)
+        lot = await storage.lock_lot(conn, site_id, lot_id)
+        if created:
+            return lot
+        # Another receipt of the same new lot (a delivery split over two docks)
+        # created it first: receive into that one, as into any existing lot.
     lot.require_item(item_id)
     lot.require_can_receive()
     return lot
@@ -598,7 +605,7 @@ async def quarantine_lot(db: Database, cmd: commands.QuarantineLot) -> LotAndDis
         await _check_thresholds(
             conn, cmd.site_id, lot.item_id, await _lot_locations(conn, lot), now
         )
-        return LotAndDisposition(held, disposition, [])
+        return LotAndDisposition(held, disposition, [], disposition.quarantined_quantity)
 
     return await run_once(db, cmd, LotAndDisposition, action)
 
@@ -676,7 +683,8 @@ async def _settle_disposition(
     assert closed.outcome is not None
     await storage.close_disposition(conn, closed)
     locations = await _lot_locations(conn, lot) + [e.location_id for e in entries]
-    settled = lot.settle(closed.outcome, await storage.lot_on_hand(conn, lot.site_id, lot.lot_id))
+    on_hand = await storage.lot_on_hand(conn, lot.site_id, lot.lot_id)
+    settled = lot.settle(closed.outcome, on_hand)
     await storage.save_lot(conn, settled)
     gone = closed.outcome in (Outcome.SCRAP, Outcome.RETURN_TO_SUPPLIER)
     await outbox.enqueue(
@@ -692,7 +700,7 @@ async def _settle_disposition(
     )
     m.DISPOSITIONS_CLOSED.labels(lot.site_id, closed.outcome.value).inc()
     await _check_thresholds(conn, lot.site_id, lot.item_id, sorted(set(locations)), now)
-    return LotAndDisposition(settled, closed, entries)
+    return LotAndDisposition(settled, closed, entries, on_hand)
 
 
 async def get_lot(db: Database, site_id: str, lot_id: str) -> LotOnHand:

@@ -325,11 +325,6 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
         found = await service.get_lot(self._db, request.site_id, request.lot_id)
         return pb.GetLotResponse(lot=_lot(found.lot, found.on_hand))
 
-    async def _lot_now(self, lot: Lot) -> pb.Lot:
-        found = await service.get_lot(self._db, lot.site_id, lot.lot_id)
-        # The answer of the moment (or of the first call, on a retry), with on-hand now.
-        return _lot(lot, found.on_hand)
-
     async def QuarantineLot(
         self, request: pb.QuarantineLotRequest, context: object
     ) -> pb.QuarantineLotResponse:
@@ -340,7 +335,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             ),
         )
         return pb.QuarantineLotResponse(
-            lot=await self._lot_now(result.lot), disposition=_disposition(result.disposition)
+            lot=_lot(result.lot, result.on_hand), disposition=_disposition(result.disposition)
         )
 
     async def ReleaseLot(
@@ -353,7 +348,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             ),
         )
         return pb.ReleaseLotResponse(
-            lot=await self._lot_now(result.lot), disposition=_disposition(result.disposition)
+            lot=_lot(result.lot, result.on_hand), disposition=_disposition(result.disposition)
         )
 
     async def GetDisposition(
@@ -391,7 +386,7 @@ class StockServicer(stock_pb2_grpc.StockServiceServicer):  # type: ignore[misc]
             ),
         )
         return pb.CloseDispositionResponse(
-            lot=await self._lot_now(result.lot),
+            lot=_lot(result.lot, result.on_hand),
             disposition=_disposition(result.disposition),
             entries=[_movement(e) for e in result.entries],
         )

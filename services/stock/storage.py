@@ -183,11 +183,13 @@ async def get_lot(conn: asyncpg.Connection, site_id: str, lot_id: str) -> Lot:
     return _lot(row)
 
 
-async def insert_lot(conn: asyncpg.Connection, lot: Lot) -> None:
-    await conn.execute(
+async def insert_lot(conn: asyncpg.Connection, lot: Lot) -> bool:
+    """Creates the lot; False if a concurrent first receipt of it created it first."""
+    inserted = await conn.fetchval(
         """INSERT INTO lots (site_id, lot_id, item_id, status, source, origin_id, hold_reason,
                              disposition_id, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+           ON CONFLICT DO NOTHING RETURNING true""",
         lot.site_id,
         lot.lot_id,
         lot.item_id,
@@ -198,6 +200,7 @@ async def insert_lot(conn: asyncpg.Connection, lot: Lot) -> None:
         lot.disposition_id,
         lot.created_at,
     )
+    return bool(inserted)
 
 
 async def save_lot(conn: asyncpg.Connection, lot: Lot) -> None:
@@ -302,7 +305,7 @@ async def insert_entry(conn: asyncpg.Connection, entry: Entry, event_id: str | N
         # The row as first inserted must pass the CHECK too, hence greatest(); a
         # withdrawal always finds its row, since check_take saw the quantity there.
         """INSERT INTO on_hand (site_id, location_id, item_id, lot_id, quantity)
-           VALUES ($1, $2, $3, $4, greatest($5, 0))
+           VALUES ($1, $2, $3, $4, greatest($5::bigint, 0))
            ON CONFLICT (site_id, location_id, item_id, lot_id)
            DO UPDATE SET quantity = on_hand.quantity + $5""",
         entry.site_id,
