@@ -11,7 +11,7 @@ GEN_STAMP := gen/.generated
 # promtool (Debian package prometheus) checks our metrics in the tests.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all setup protos system-deps run test lint clean
+.PHONY: all setup protos system-deps run test soak lint clean
 
 all: test
 
@@ -49,6 +49,15 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/pytest
+
+# A bounded soak, minutes long and not part of `make test` (README.md, "make soak").
+# SOAK_ARGS passes any other option of `python -m tools.soak --help`.
+SOAK_MINUTES ?= 5
+SOAK_RATE ?= 30
+SOAK_TERMINALS ?= 50
+soak: setup
+	$(BIN)/python -m tools.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) \
+	  --terminals $(SOAK_TERMINALS) $(SOAK_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 from services.alerts.app import SPEC as ALERTS
 from services.core.config import Settings
 from services.core.server import RunningService, start_service
+from services.devstack.processes import free_port as free_port  # tests import it from here
 from services.orders.app import SPEC as ORDERS
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
@@ -131,13 +131,6 @@ class Stack:
             self.alerts_service,
         ):
             await service.stop(0.5)
-
-
-def free_port() -> int:
-    """A port nothing listens on now: bound to port 0, then released for the taker."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_stack(database_url: str, **overrides: object) -> Stack:

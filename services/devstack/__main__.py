@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from clients.kanbanctl.apply import apply_layout
 from clients.kanbanctl.layout import load_layout
@@ -20,6 +18,7 @@ from services.core import auth, client, tokens
 from services.core.auth import Role
 from services.core.config import EMBEDDED_DATA_DIR
 from services.core.db import start_embedded_postgres
+from services.devstack.processes import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = Path(os.environ.get("KANBAN_LOG_DIR", ROOT / "var"))
@@ -100,23 +99,11 @@ def start(database_url: str, service: str, service_token: str) -> subprocess.Pop
         )
 
 
-async def wait_until_serving(address: str) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            await asyncio.sleep(0.2)
-
-
 async def prepare(layout: dict[str, Any], token: str) -> list[str]:
     """Waits for every service, then loads the example line."""
-    async with asyncio.timeout(STARTUP_SECONDS):
-        await asyncio.gather(*(wait_until_serving(f"localhost:{grpc_port(s)}") for s in SERVICES))
+    await asyncio.gather(
+        *(wait_until_serving(f"localhost:{grpc_port(s)}", STARTUP_SECONDS) for s in SERVICES)
+    )
     async with (
         client.channel(f"localhost:{grpc_port('stations')}", token) as stations,
         client.channel(f"localhost:{grpc_port('stock')}", token) as stock,

@@ -44,6 +44,16 @@ async def test_the_example_layout_applies_once_and_a_changed_loop_is_reported(st
     assert product.product.pacemaker_station_id == "ASSY"
 
     layout["loops"][0]["card_count"] = 9
+    resized = await apply_layout(stations, stock, orders, layout)
+    assert resized.ok
+    assert [(str(o.entity), o.status) for o in resized.outcomes if o.status != "unchanged"] == [
+        ("loop BRACKET", Status.RESIZED)
+    ]
+    assert {o.status for o in (await apply_layout(stations, stock, orders, layout)).outcomes} == {
+        Status.UNCHANGED
+    }
+
+    layout["loops"][0]["container_quantity"] += 1
     changed = await apply_layout(stations, stock, orders, layout)
     assert not changed.ok
     assert [(str(o.entity), o.status) for o in changed.outcomes if o.status != "unchanged"] == [

@@ -48,10 +48,12 @@ async def deliver(stack, *events: events_pb2.Event) -> events_pb2.DeliverEventsR
 
 
 async def next_notice(terminal: Terminal, timeout: float = 30) -> pb.LotHoldNotice:
-    while True:
-        message = await asyncio.wait_for(terminal.messages.get(), timeout)
-        if message.HasField("lot_hold_notice"):
-            return message.lot_hold_notice
+    # One deadline for the lot: heartbeats keep coming while no notice does.
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await terminal.messages.get()
+            if message.HasField("lot_hold_notice"):
+                return message.lot_hold_notice
 
 
 def notices_so_far(terminal: Terminal) -> list[pb.LotHoldNotice]:
@@ -292,14 +294,17 @@ async def test_scans_racing_a_hold_either_went_first_or_are_refused(stack, line,
 
     await asyncio.gather(quality_holding(), *(terminal_scanning(code) for code in codes))
 
-    # What the hold found FULL is exactly what was not scanned before it.
-    welding = Terminal(stack.stations, line.site_id, "WELD")
-    try:
-        told = await next_notice(welding)
-    finally:
-        welding.disconnect()
-    assert sorted(told.card_codes) == sorted(set(codes) - set(scanned))
-    assert set(refused_codes) <= set(told.card_codes)
+    # What the hold found FULL is exactly what was not scanned before it. On a
+    # slow machine every scan may win the race: then it found nothing to hold.
+    held_codes: list[str] = []
+    if set(codes) - set(scanned):
+        welding = Terminal(stack.stations, line.site_id, "WELD")
+        try:
+            held_codes = list((await next_notice(welding)).card_codes)
+        finally:
+            welding.disconnect()
+    assert sorted(held_codes) == sorted(set(codes) - set(scanned))
+    assert set(refused_codes) <= set(held_codes)
     states = {c.card_code: c.state for c in await line.cards("Q")}
     assert {code for code, state in states.items() if state == pb.CARD_STATE_EMPTY} == set(scanned)
     # One signal and one event per scan that went through, none for the others.
@@ -308,9 +313,9 @@ async def test_scans_racing_a_hold_either_went_first_or_are_refused(stack, line,
     assert sorted(e["card_code"] for e in emptied) == sorted(scanned)
 
     # From now on every scan of the lot is refused.
-    for code in told.card_codes:
+    for code in held_codes:
         assert (await refused(line.scan("WELD", code))).reason == "LOT_QUARANTINED"
-    assert (await loop_status(line, "Q")).quarantined_cards == len(told.card_codes)
+    assert (await loop_status(line, "Q")).quarantined_cards == len(held_codes)
 
 
 async def test_stock_learns_when_what_was_made_was_started(stack, line, database_url):
