@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import grpc
 import structlog
+import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
@@ -285,7 +286,9 @@ def main(spec: ServiceSpec) -> None:
     """Entry point of `python -m services.<name>`."""
     settings = Settings.from_env(spec.name)
     logs.configure(spec.name, settings.log_level)
-    asyncio.run(_serve(spec, settings))
+    # uvloop's event loop makes each RPC's socket and database work cheaper.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(_serve(spec, settings))
 
 
 async def _serve(spec: ServiceSpec, settings: Settings) -> None:
