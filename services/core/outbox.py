@@ -21,13 +21,19 @@ async def enqueue(
     occurred_at: datetime,
 ) -> None:
     """Records one event for each destination; they commit with the change or not at all."""
-    event_id = uuid.uuid4()
-    await conn.executemany(
-        """INSERT INTO outbox (event_id, destination, site_id, event_type, payload, occurred_at)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        [
-            (event_id, d, site_id, type(payload).__name__, codec.dumps(payload), occurred_at)
-            for d in destinations
-        ],
+    # One statement, one round trip: the rows and the relay's wake-up call.
+    await conn.execute(
+        """WITH queued AS (
+               INSERT INTO outbox (event_id, destination, site_id, event_type, payload, occurred_at)
+               SELECT $1::uuid, destination, $3::text, $4::text, $5::jsonb, $6::timestamptz
+               FROM unnest($2::text[]) AS destination
+               RETURNING 1)
+           SELECT pg_notify($7 || current_schema(), '') WHERE EXISTS (SELECT 1 FROM queued)""",
+        uuid.uuid4(),
+        list(destinations),
+        site_id,
+        type(payload).__name__,
+        codec.dumps(payload),
+        occurred_at,
+        CHANNEL_PREFIX,
     )
-    await conn.execute("SELECT pg_notify($1 || current_schema(), '')", CHANNEL_PREFIX)
