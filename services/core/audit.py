@@ -51,19 +51,19 @@ def target_of(request: Any) -> str:
     )[:SUMMARY_CHARS]
 
 
-async def record(
-    conn: asyncpg.Connection,
-    site_id: str,
-    request_id: str,
-    target: str,
-    result: str,
-    after: object = "",
-) -> None:
+# $1 is the site and $6 the request id: idempotency.run_once writes the request's
+# answer in the same statement.
+INSERT = """INSERT INTO audit_log (site_id, actor, roles, station_id, rpc, request_id, target,
+                                   before, after, result)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"""
+
+
+def values(
+    site_id: str, request_id: str, target: str, result: str, after: object = ""
+) -> tuple[object, ...]:
+    """INSERT's parameters: who (the caller of this RPC) did what, to what, with what result."""
     who = auth.principal()
-    await conn.execute(
-        """INSERT INTO audit_log (site_id, actor, roles, station_id, rpc, request_id, target,
-                                  before, after, result)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
+    return (
         _clean(site_id),
         _clean(who.name),
         who.role_names,
@@ -75,6 +75,17 @@ async def record(
         _clean(_summary(after), SUMMARY_CHARS) if after else "",
         result,
     )
+
+
+async def record(
+    conn: asyncpg.Connection,
+    site_id: str,
+    request_id: str,
+    target: str,
+    result: str,
+    after: object = "",
+) -> None:
+    await conn.execute(INSERT, *values(site_id, request_id, target, result, after))
 
 
 @dataclass(frozen=True)

@@ -52,15 +52,16 @@ async def run_once(
         if not claimed:
             return await _first_answer(conn, command, rpc, print_, result_type)
         result = await action(conn)
+        # Who did it commits with what was done, and with the answer a retry gets:
+        # one statement, one round trip.
         await conn.execute(
-            "UPDATE request_log SET response = $3 WHERE site_id = $1 AND request_id = $2",
-            command.site_id,
-            command.request_id,
+            f"""WITH answered AS (
+                    UPDATE request_log SET response = $11 WHERE site_id = $1 AND request_id = $6)
+                {audit.INSERT}""",
+            *audit.values(
+                command.site_id, command.request_id, audit.target_of(command), "OK", result
+            ),
             codec.dumps(result),
-        )
-        # Who did it commits with what was done.
-        await audit.record(
-            conn, command.site_id, command.request_id, audit.target_of(command), "OK", result
         )
         return result
 
