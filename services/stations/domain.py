@@ -362,11 +362,12 @@ class Signal:
     raised_at: datetime
 
     @classmethod
-    def raise_for(cls, loop: Loop, card: Card, sequence: int, now: datetime) -> "Signal":
+    def raise_for(cls, loop: Loop, card: Card, now: datetime) -> "Signal":
+        """The signal, not yet numbered: its station's sequence is taken as it is stored."""
         return cls(
             site_id=loop.site_id,
             station_id=loop.supplier_station_id,
-            sequence=sequence,
+            sequence=0,
             loop_id=loop.loop_id,
             card_code=card.card_code,
             item_id=loop.item_id,

@@ -258,9 +258,7 @@ async def get_board(db: Database, site_id: str) -> Board:
 
 
 async def _raise_signal(conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime) -> Signal:
-    sequence = await storage.next_sequence(conn, loop.site_id, loop.supplier_station_id)
-    signal = Signal.raise_for(loop, card, sequence, now)
-    await storage.insert_signal(conn, signal)
+    signal = await storage.insert_signal(conn, Signal.raise_for(loop, card, now))
     m.SIGNALS_RAISED.labels(loop.site_id, loop.supplier_station_id, loop.loop_id).inc()
     return signal
 
@@ -269,9 +267,8 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
     """The consumer takes a FULL container: the card empties and the supplier is told."""
 
     async def action(conn: asyncpg.Connection) -> CardAndSignal:
-        card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        card, loop = await storage.lock_card_in_loop(conn, cmd.site_id, cmd.card_code)
         audit.note_before(card)
-        loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
         try:
             emptied = card.scan(loop, cmd.station_id, now)
@@ -350,9 +347,8 @@ async def complete_card(db: Database, cmd: commands.CompleteCard) -> CardAndSign
     """The supplier puts a finished container of a lot into the supermarket."""
 
     async def action(conn: asyncpg.Connection) -> CardAndSignal:
-        card = await storage.lock_card(conn, cmd.site_id, cmd.card_code)
+        card, loop = await storage.lock_card_in_loop(conn, cmd.site_id, cmd.card_code)
         audit.note_before(card)
-        loop = await storage.get_loop(conn, cmd.site_id, card.loop_id)
         now = _now()
         emptied_at = card.emptied_at
         try:

@@ -2,6 +2,7 @@
 connection."""
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -40,6 +41,11 @@ _CARD_COLUMNS = """site_id, card_code, loop_id, state, lot_id, quantity, updated
 _SIGNAL_COLUMNS = """site_id, station_id, sequence, loop_id, card_code, item_id, quantity,
                      state, raised_at"""
 _HOLD_COLUMNS = "site_id, lot_id, item_id, reason, disposition_id, held_at"
+
+
+def _of(alias: str, columns: str) -> str:
+    """The columns, each named through a table alias: "c.site_id, c.card_code, ..."."""
+    return ", ".join(f"{alias}.{column.strip()}" for column in columns.split(","))
 
 
 def _loop(row: asyncpg.Record) -> Loop:
@@ -275,12 +281,44 @@ async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> C
     return card
 
 
+async def lock_card_in_loop(
+    conn: asyncpg.Connection, site_id: str, card_code: str
+) -> tuple[Card, Loop]:
+    """The card locked, as lock_card, and its loop: the loop and the hold on the
+    card's lot are read by one statement after the lock (why after: _with_holds)."""
+    row = await conn.fetchrow(
+        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE",
+        site_id,
+        card_code,
+    )
+    if row is None:
+        raise NotFound("card", card_code)
+    card = _card(row)
+    found = await conn.fetchrow(
+        f"""SELECT {_of("l", _LOOP_COLUMNS)}, h.item_id AS hold_item_id,
+                   h.reason AS hold_reason, h.disposition_id AS hold_disposition_id,
+                   h.held_at AS hold_held_at
+            FROM loops l LEFT JOIN lot_holds h ON h.site_id = l.site_id AND h.lot_id = $3
+            WHERE l.site_id = $1 AND l.loop_id = $2""",
+        site_id,
+        card.loop_id,
+        card.lot_id if card.state is CardState.FULL else None,
+    )
+    if found is None:
+        raise NotFound("loop", card.loop_id)
+    fields = dict(found)
+    hold = {name: fields.pop(f"hold_{name}") for name in _HOLD_COLUMNS.split(", ")[2:]}
+    if hold["held_at"] is not None:
+        card.hold = LotHold(site_id=site_id, lot_id=card.lot_id, **hold)
+    return card, Loop(**fields)
+
+
 async def lock_oldest_card_to_start(
     conn: asyncpg.Connection, site_id: str, station_id: str
 ) -> Card | None:
     """The EMPTY card behind the station's oldest open signal that no one else holds."""
     row = await conn.fetchrow(
-        f"""SELECT {", ".join("c." + c.strip() for c in _CARD_COLUMNS.split(","))}
+        f"""SELECT {_of("c", _CARD_COLUMNS)}
             FROM signals s JOIN cards c USING (site_id, card_code)
             WHERE s.site_id = $1 AND s.station_id = $2 AND s.state = 'OPEN'
               AND c.state = 'EMPTY'
@@ -331,7 +369,7 @@ async def lock_waiting_cards(conn: asyncpg.Connection, site_id: str, loop_id: st
     first to retire are those their supplier would get to last. A card someone is
     starting right now is skipped rather than waited for."""
     rows = await conn.fetch(
-        f"""SELECT {", ".join("c." + c.strip() for c in _CARD_COLUMNS.split(","))}
+        f"""SELECT {_of("c", _CARD_COLUMNS)}
             FROM signals s JOIN cards c USING (site_id, card_code)
             WHERE c.site_id = $1 AND c.loop_id = $2 AND c.state = 'EMPTY'
               AND s.state = 'OPEN'
@@ -386,23 +424,31 @@ async def lock_stations(conn: asyncpg.Connection, site_id: str, station_ids: Ite
     )
 
 
-async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> None:
-    await conn.execute(
-        f"INSERT INTO signals ({_SIGNAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> Signal:
+    """Inserts the signal under its supplier station's next sequence (next_sequence's
+    rules hold) and returns it so numbered; one statement, one round trip."""
+    sequence = await conn.fetchval(
+        f"""WITH numbered AS (
+                UPDATE stations SET last_sequence = last_sequence + 1
+                WHERE site_id = $1 AND station_id = $2 RETURNING last_sequence),
+            inserted AS (
+                INSERT INTO signals ({_SIGNAL_COLUMNS})
+                SELECT $1, $2, last_sequence, $3::text, $4::text, $5::text, $6::bigint,
+                       $7::text, $8::timestamptz
+                FROM numbered RETURNING sequence)
+            -- Delivered at commit, to every replica listening.
+            SELECT sequence, pg_notify($9, $1 || '/' || $2) FROM inserted""",
         signal.site_id,
         signal.station_id,
-        signal.sequence,
         signal.loop_id,
         signal.card_code,
         signal.item_id,
         signal.quantity,
         signal.state.value,
         signal.raised_at,
+        SIGNALS_CHANNEL,
     )
-    # Delivered at commit, to every replica listening.
-    await conn.execute(
-        "SELECT pg_notify($1, $2)", SIGNALS_CHANNEL, f"{signal.site_id}/{signal.station_id}"
-    )
+    return replace(signal, sequence=int(sequence))
 
 
 async def active_signal(conn: asyncpg.Connection, site_id: str, card_code: str) -> Signal:
@@ -499,7 +545,7 @@ async def last_sequence(conn: asyncpg.Connection, site_id: str, station_id: str)
 async def loop_statuses(conn: asyncpg.Connection, site_id: str | None) -> list[LoopStatus]:
     """Every loop's cards by state; all sites when site_id is None."""
     rows = await conn.fetch(
-        f"""SELECT {", ".join("l." + c.strip() for c in _LOOP_COLUMNS.split(","))},
+        f"""SELECT {_of("l", _LOOP_COLUMNS)},
                    count(*) FILTER (WHERE c.state = 'FULL') AS full_cards,
                    count(*) FILTER (WHERE c.state = 'EMPTY') AS empty_cards,
                    count(*) FILTER (WHERE c.state = 'IN_PROCESS') AS in_process_cards,

@@ -236,12 +236,12 @@ def test_new_empty_cards_hold_nothing_and_start_their_lead_time():
 def test_signal_is_raised_at_the_supplier_for_a_full_container():
     card = card_in(CardState.EMPTY)
 
-    signal = Signal.raise_for(LOOP, card, 17, LATER)
+    signal = Signal.raise_for(LOOP, card, LATER)
 
     assert signal == Signal(
         site_id="PLANT-A",
         station_id=SUPPLIER,
-        sequence=17,
+        sequence=0,  # numbered as it is stored
         loop_id="L1",
         card_code="L1-001",
         item_id="BRACKET",
