@@ -209,6 +209,25 @@ def _above(wip: float, cap: float, share: float, was_open: bool) -> bool:
     return share > 0 and cap > 0 and wip >= line
 
 
+def _card_limits(
+    loops: Iterable[LoopFacts], thresholds: Thresholds
+) -> dict[tuple[Rule, str], float]:
+    """The limit of each card rule for each loop: a card's limits are its loop's, so a
+    site of many cards looks them up once per loop, not once per card."""
+    limits = {}
+    for loop in loops:
+        scopes = dict(loop=loop.loop_id, item=loop.item_id)
+        # A full container waits at its consumer; an empty card, at its supplier.
+        limits[Rule.FULL_CONTAINER_WAITING, loop.loop_id] = thresholds.value(
+            Rule.FULL_CONTAINER_WAITING, station=loop.consumer_station_id, **scopes
+        )
+        for rule in (Rule.SIGNAL_NOT_STARTED, Rule.CARD_NOT_SEEN):
+            limits[rule, loop.loop_id] = thresholds.value(
+                rule, station=loop.supplier_station_id, **scopes
+            )
+    return limits
+
+
 def conditions(
     picture: Picture, thresholds: Thresholds, open_keys: set[str], now: datetime
 ) -> list[Condition]:
@@ -250,16 +269,14 @@ def conditions(
         if _above(wip, cap, share, candidate.key in open_keys):
             found.append(candidate)
 
+    limits = _card_limits(picture.loops, thresholds)
     for card in picture.cards:
         card_loop = loops.get(card.loop_id)
         if card_loop is None:
             continue
         age = (now - card.since).total_seconds()
-        scopes = dict(loop=card_loop.loop_id, item=card_loop.item_id)
         if card.state == "FULL":
-            limit = thresholds.value(
-                Rule.FULL_CONTAINER_WAITING, station=card_loop.consumer_station_id, **scopes
-            )
+            limit = limits[Rule.FULL_CONTAINER_WAITING, card_loop.loop_id]
             if limit and age > limit:
                 found.append(
                     Condition(
@@ -272,9 +289,7 @@ def conditions(
                     )
                 )
         if card.state == "EMPTY":
-            limit = thresholds.value(
-                Rule.SIGNAL_NOT_STARTED, station=card_loop.supplier_station_id, **scopes
-            )
+            limit = limits[Rule.SIGNAL_NOT_STARTED, card_loop.loop_id]
             if limit and age > limit:
                 found.append(
                     Condition(
@@ -287,9 +302,7 @@ def conditions(
                         limit,
                     )
                 )
-        limit = thresholds.value(
-            Rule.CARD_NOT_SEEN, station=card_loop.supplier_station_id, **scopes
-        )
+        limit = limits[Rule.CARD_NOT_SEEN, card_loop.loop_id]
         if limit and age > limit:
             found.append(
                 Condition(
