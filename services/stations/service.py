@@ -257,8 +257,13 @@ async def get_board(db: Database, site_id: str) -> Board:
 # The pull loop
 
 
-async def _raise_signal(conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime) -> Signal:
-    signal = await storage.insert_signal(conn, Signal.raise_for(loop, card, now))
+async def _raise_signal(
+    conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime, *, save_card: bool = False
+) -> Signal:
+    """The card's signal at the supplier; with `save_card`, the card is saved as it is
+    by the same statement (one round trip less on a scan)."""
+    signal = Signal.raise_for(loop, card, now)
+    signal = await storage.insert_signal(conn, signal, card if save_card else None)
     m.SIGNALS_RAISED.labels(loop.site_id, loop.supplier_station_id, loop.loop_id).inc()
     return signal
 
@@ -283,7 +288,6 @@ async def scan_card(db: Database, cmd: commands.ScanCard) -> CardAndSignal:
             occurred_at=now,
         )
         signal = await _take_back(conn, loop, card, now)
-        await storage.save_card(conn, card)
         return CardAndSignal(card, signal)
 
     return await run_once(db, cmd, CardAndSignal, action)
@@ -293,14 +297,16 @@ async def _take_back(
     conn: asyncpg.Connection, loop: Loop, card: Card, now: datetime
 ) -> Signal | None:
     """A card came back empty: it asks its supplier for another container, or
-    retires if its loop is being made smaller (no signal then)."""
+    retires if its loop is being made smaller (no signal then). Either way the
+    card is saved as it now is."""
     if loop.cards_to_retire:
         # Read again under the loop's lock: a resize or another retirement may
         # have changed it since.
         loop = await storage.get_loop(conn, loop.site_id, loop.loop_id, lock=True)
     smaller, retired = loop.take_back(card, now)
     if retired is None:
-        return await _raise_signal(conn, loop, card, now)
+        return await _raise_signal(conn, loop, card, now, save_card=True)
+    await storage.save_card(conn, card)
     await storage.save_loop(conn, smaller)
     await outbox.enqueue(
         conn, site_id=loop.site_id, destinations=KANBAN, payload=retired, occurred_at=now
@@ -645,7 +651,6 @@ async def _write_off_lot(conn: asyncpg.Connection, site_id: str, lot: LotWritten
             conn, site_id=site_id, destinations=KANBAN, payload=emptied, occurred_at=now
         )
         await _take_back(conn, loop, card, now)
-        await storage.save_card(conn, card)
     await _lift_notices(conn, notices, LotHoldStatus.WRITTEN_OFF, cards_by_consumer(cards, loops))
 
 

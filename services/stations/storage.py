@@ -381,11 +381,18 @@ async def lock_waiting_cards(conn: asyncpg.Connection, site_id: str, loop_id: st
     return [_card(r) for r in rows]
 
 
-async def save_card(conn: asyncpg.Connection, card: Card) -> None:
-    await conn.execute(
-        """UPDATE cards SET state = $3, lot_id = $4, quantity = $5, updated_at = $6,
-                            emptied_at = $7, started_at = $8
-           WHERE site_id = $1 AND card_code = $2""",
+def _save_card(first: int) -> str:
+    """The UPDATE that saves a card, its parameters (_card_values) from $first on."""
+    site, code, state, lot, quantity, updated, emptied, started = (
+        f"${n}" for n in range(first, first + 8)
+    )
+    return f"""UPDATE cards SET state = {state}, lot_id = {lot}, quantity = {quantity},
+                   updated_at = {updated}, emptied_at = {emptied}, started_at = {started}
+               WHERE site_id = {site} AND card_code = {code}"""
+
+
+def _card_values(card: Card) -> tuple[object, ...]:
+    return (
         card.site_id,
         card.card_code,
         card.state.value,
@@ -395,6 +402,10 @@ async def save_card(conn: asyncpg.Connection, card: Card) -> None:
         card.emptied_at,
         card.started_at,
     )
+
+
+async def save_card(conn: asyncpg.Connection, card: Card) -> None:
+    await conn.execute(_save_card(1), *_card_values(card))
 
 
 # Signals
@@ -424,9 +435,13 @@ async def lock_stations(conn: asyncpg.Connection, site_id: str, station_ids: Ite
     )
 
 
-async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> Signal:
+async def insert_signal(
+    conn: asyncpg.Connection, signal: Signal, card: Card | None = None
+) -> Signal:
     """Inserts the signal under its supplier station's next sequence (next_sequence's
-    rules hold) and returns it so numbered; one statement, one round trip."""
+    rules hold) and returns it so numbered; saves `card` too, if given, as save_card
+    would. One statement, one round trip."""
+    saving = f", saved AS ({_save_card(10)})" if card else ""
     sequence = await conn.fetchval(
         f"""WITH numbered AS (
                 UPDATE stations SET last_sequence = last_sequence + 1
@@ -435,7 +450,7 @@ async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> Signal:
                 INSERT INTO signals ({_SIGNAL_COLUMNS})
                 SELECT $1, $2, last_sequence, $3::text, $4::text, $5::text, $6::bigint,
                        $7::text, $8::timestamptz
-                FROM numbered RETURNING sequence)
+                FROM numbered RETURNING sequence){saving}
             -- Delivered at commit, to every replica listening.
             SELECT sequence, pg_notify($9, $1 || '/' || $2) FROM inserted""",
         signal.site_id,
@@ -447,6 +462,7 @@ async def insert_signal(conn: asyncpg.Connection, signal: Signal) -> Signal:
         signal.state.value,
         signal.raised_at,
         SIGNALS_CHANNEL,
+        *(_card_values(card) if card else ()),
     )
     return replace(signal, sequence=int(sequence))
 
