@@ -11,7 +11,7 @@ GEN_STAMP := gen/.generated
 # promtool (Debian package prometheus) checks our metrics in the tests.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: all setup protos system-deps run test soak lint clean
+.PHONY: all setup protos system-deps run test soak bench lint clean
 
 all: test
 
@@ -58,6 +58,15 @@ SOAK_TERMINALS ?= 50
 soak: setup
 	$(BIN)/python -m tools.soak --minutes $(SOAK_MINUTES) --rate $(SOAK_RATE) \
 	  --terminals $(SOAK_TERMINALS) $(SOAK_ARGS)
+
+# The benchmark, minutes long and not part of `make test` (README.md, "make bench").
+# BENCH_ARGS passes the options of `python -m tools.bench --help` (--seconds, --out ...).
+bench: setup
+	@command -v h2load >/dev/null || { \
+	  echo "Installing h2load (Debian package nghttp2-client) for the empty-call ceiling"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nghttp2-client; }
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .

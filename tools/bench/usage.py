@@ -1,0 +1,103 @@
+"""CPU time and peak memory of the processes under load, from /proc (Linux)."""
+
+import os
+import resource
+from pathlib import Path
+
+import asyncpg
+
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name, which may hold spaces:
+    [0] is field 3 (state), so field n of proc(5) is [n - 3]."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int, *, with_reaped_children: bool = False) -> float:
+    """User plus system time of the process (and of its children that exited)."""
+    fields = _stat_fields(pid)
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])  # cutime, cstime
+    return ticks / TICKS_PER_SECOND
+
+
+def peak_rss_mib(pid: int) -> float:
+    """VmHWM: the most resident memory the process has had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmHWM for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue  # exited while we looked
+    return found
+
+
+def postgres_cpu_seconds(postmaster: int) -> float:
+    """The whole server: the postmaster, its processes now (one per connection, and
+    the background ones), and those that exited."""
+    total = cpu_seconds(postmaster, with_reaped_children=True)
+    for child in children(postmaster):
+        try:
+            total += cpu_seconds(child)
+        except OSError:
+            continue
+    return total
+
+
+async def local_postmaster(database_url: str) -> int | None:
+    """The PostgreSQL server's pid if it runs on this machine (it is the parent of
+    our connection's backend), else None."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        parent = int(_stat_fields(backend)[1])
+        return parent if _is_postgres(backend) and _is_postgres(parent) else None
+    except OSError:
+        return None
+    finally:
+        await conn.close()
+
+
+def _is_postgres(pid: int) -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().startswith("postgres")
+
+
+def reaped_children_cpu_seconds() -> float:
+    """CPU of our child processes that have exited and been waited for: around one
+    k6 run, the difference is that run's."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Usage:
+    """CPU seconds of named processes, read together."""
+
+    def __init__(self, processes: dict[str, int], postmaster: int | None) -> None:
+        self.processes = processes
+        self.postmaster = postmaster
+
+    def cpu(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        if self.postmaster is not None:
+            now["postgres"] = postgres_cpu_seconds(self.postmaster)
+        return now
+
+    def peak_rss_mib(self) -> dict[str, float]:
+        return {name: peak_rss_mib(pid) for name, pid in self.processes.items()}
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in after if name in before}
