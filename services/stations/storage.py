@@ -256,6 +256,16 @@ async def insert_cards(conn: asyncpg.Connection, cards: list[Card]) -> None:
     )
 
 
+# The scan's reads, named for tools/bench/scan_sql.py, which runs the same SQL.
+LOCK_CARD = f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE"
+# $3: the lot whose hold to read with the loop, NULL for none.
+LOOP_AND_HOLD = f"""SELECT {_of("l", _LOOP_COLUMNS)}, h.item_id AS hold_item_id,
+                           h.reason AS hold_reason, h.disposition_id AS hold_disposition_id,
+                           h.held_at AS hold_held_at
+                    FROM loops l LEFT JOIN lot_holds h ON h.site_id = l.site_id AND h.lot_id = $3
+                    WHERE l.site_id = $1 AND l.loop_id = $2"""
+
+
 async def get_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Card:
     row = await conn.fetchrow(
         f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2",
@@ -270,15 +280,17 @@ async def get_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Ca
 
 async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> Card:
     """The card, locked until the transaction ends: its transitions serialise on this."""
-    row = await conn.fetchrow(
-        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE",
-        site_id,
-        card_code,
-    )
+    (card,) = await _with_holds(conn, site_id, [await _locked_card_row(conn, site_id, card_code)])
+    return card
+
+
+async def _locked_card_row(
+    conn: asyncpg.Connection, site_id: str, card_code: str
+) -> asyncpg.Record:
+    row = await conn.fetchrow(LOCK_CARD, site_id, card_code)
     if row is None:
         raise NotFound("card", card_code)
-    (card,) = await _with_holds(conn, site_id, [row])
-    return card
+    return row
 
 
 async def lock_card_in_loop(
@@ -286,20 +298,9 @@ async def lock_card_in_loop(
 ) -> tuple[Card, Loop]:
     """The card locked, as lock_card, and its loop: the loop and the hold on the
     card's lot are read by one statement after the lock (why after: _with_holds)."""
-    row = await conn.fetchrow(
-        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE",
-        site_id,
-        card_code,
-    )
-    if row is None:
-        raise NotFound("card", card_code)
-    card = _card(row)
+    card = _card(await _locked_card_row(conn, site_id, card_code))
     found = await conn.fetchrow(
-        f"""SELECT {_of("l", _LOOP_COLUMNS)}, h.item_id AS hold_item_id,
-                   h.reason AS hold_reason, h.disposition_id AS hold_disposition_id,
-                   h.held_at AS hold_held_at
-            FROM loops l LEFT JOIN lot_holds h ON h.site_id = l.site_id AND h.lot_id = $3
-            WHERE l.site_id = $1 AND l.loop_id = $2""",
+        LOOP_AND_HOLD,
         site_id,
         card.loop_id,
         card.lot_id if card.state is CardState.FULL else None,
@@ -435,24 +436,30 @@ async def lock_stations(conn: asyncpg.Connection, site_id: str, station_ids: Ite
     )
 
 
+def insert_signal_sql(*, saving_card: bool) -> str:
+    """insert_signal's statement (tools/bench/scan_sql.py runs it too): the signal's
+    fields $1..$8, the channel $9, and with `saving_card` the card from $10 on."""
+    saving = f", saved AS ({_save_card(10)})" if saving_card else ""
+    return f"""WITH numbered AS (
+                   UPDATE stations SET last_sequence = last_sequence + 1
+                   WHERE site_id = $1 AND station_id = $2 RETURNING last_sequence),
+               inserted AS (
+                   INSERT INTO signals ({_SIGNAL_COLUMNS})
+                   SELECT $1, $2, last_sequence, $3::text, $4::text, $5::text, $6::bigint,
+                          $7::text, $8::timestamptz
+                   FROM numbered RETURNING sequence){saving}
+               -- Delivered at commit, to every replica listening.
+               SELECT sequence, pg_notify($9, $1 || '/' || $2) FROM inserted"""
+
+
 async def insert_signal(
     conn: asyncpg.Connection, signal: Signal, card: Card | None = None
 ) -> Signal:
     """Inserts the signal under its supplier station's next sequence (next_sequence's
     rules hold) and returns it so numbered; saves `card` too, if given, as save_card
     would. One statement, one round trip."""
-    saving = f", saved AS ({_save_card(10)})" if card else ""
     sequence = await conn.fetchval(
-        f"""WITH numbered AS (
-                UPDATE stations SET last_sequence = last_sequence + 1
-                WHERE site_id = $1 AND station_id = $2 RETURNING last_sequence),
-            inserted AS (
-                INSERT INTO signals ({_SIGNAL_COLUMNS})
-                SELECT $1, $2, last_sequence, $3::text, $4::text, $5::text, $6::bigint,
-                       $7::text, $8::timestamptz
-                FROM numbered RETURNING sequence){saving}
-            -- Delivered at commit, to every replica listening.
-            SELECT sequence, pg_notify($9, $1 || '/' || $2) FROM inserted""",
+        insert_signal_sql(saving_card=card is not None),
         signal.site_id,
         signal.station_id,
         signal.loop_id,

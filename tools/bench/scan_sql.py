@@ -5,7 +5,9 @@ both run `scan`, so the benchmark's ratios compare our service with the same
 statements run straight through asyncpg.
 
 Keep it in step with the real scan, statement for statement (the audit insert
-left out: the bare prototype has no caller to audit). Today the real scan runs:
+left out: the bare prototype has no caller to audit); the card's lock, the loop
+and hold read and the signal's statement are the storage module's own text
+(LOCK_CARD, LOOP_AND_HOLD, insert_signal_sql). Today the real scan runs:
 
     BEGIN
     claim_request         services.core.idempotency.run_once (the claim)
@@ -34,12 +36,10 @@ from services.core.events import CardEmptied
 from services.core.outbox import CHANNEL_PREFIX
 from services.stations.domain import INVALID_CARD_STATE, LOT_QUARANTINED, WRONG_STATION
 from services.stations.storage import (
-    _CARD_COLUMNS,
-    _LOOP_COLUMNS,
-    _SIGNAL_COLUMNS,
+    LOCK_CARD,
+    LOOP_AND_HOLD,
     SIGNALS_CHANNEL,
-    _of,
-    _save_card,
+    insert_signal_sql,
 )
 
 # What the real service names the request in request_log (the command's class).
@@ -148,11 +148,7 @@ async def claim_request(
 
 
 async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> _LockedCard:
-    row = await conn.fetchrow(
-        f"SELECT {_CARD_COLUMNS} FROM cards WHERE site_id = $1 AND card_code = $2 FOR UPDATE",
-        site_id,
-        card_code,
-    )
+    row = await conn.fetchrow(LOCK_CARD, site_id, card_code)
     if row is None:
         raise Refusal("CARD_NOT_FOUND", f"no card {card_code}")
     return _LockedCard(
@@ -162,11 +158,7 @@ async def lock_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> _
 
 async def read_loop_and_hold(conn: asyncpg.Connection, site_id: str, card: _LockedCard) -> _Loop:
     row = await conn.fetchrow(
-        f"""SELECT {_of("l", _LOOP_COLUMNS)}, h.item_id AS hold_item_id,
-                   h.reason AS hold_reason, h.disposition_id AS hold_disposition_id,
-                   h.held_at AS hold_held_at
-            FROM loops l LEFT JOIN lot_holds h ON h.site_id = l.site_id AND h.lot_id = $3
-            WHERE l.site_id = $1 AND l.loop_id = $2""",
+        LOOP_AND_HOLD,
         site_id,
         card.loop_id,
         card.lot_id if card.state == "FULL" else None,
@@ -230,16 +222,7 @@ async def raise_signal(
     """Numbers the signal at the supplier, stores it, saves the card EMPTY and wakes the
     supplier's feeds: the signal's sequence."""
     sequence = await conn.fetchval(
-        f"""WITH numbered AS (
-                UPDATE stations SET last_sequence = last_sequence + 1
-                WHERE site_id = $1 AND station_id = $2 RETURNING last_sequence),
-            inserted AS (
-                INSERT INTO signals ({_SIGNAL_COLUMNS})
-                SELECT $1, $2, last_sequence, $3::text, $4::text, $5::text, $6::bigint,
-                       $7::text, $8::timestamptz
-                FROM numbered RETURNING sequence),
-            saved AS ({_save_card(10)})
-            SELECT sequence, pg_notify($9, $1 || '/' || $2) FROM inserted""",
+        insert_signal_sql(saving_card=True),
         site_id,
         loop.supplier_station_id,
         loop.loop_id,
