@@ -2,14 +2,13 @@
 examples: they fail on the code before each fix, every time."""
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
-from google.protobuf import timestamp_pb2
 from kanban.orders.v1 import orders_pb2
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stock.v1 import stock_pb2
 
 from tests.conftest import eventually, new_id
+from tests.integration.test_order_flow import chassis_order
 from tests.integration.test_resize import resize
 from tests.integration.test_watch_signals import Terminal
 from tests.stock_site import StockSite
@@ -29,28 +28,7 @@ async def test_a_terminal_away_while_an_order_is_cut_and_cancelled_drops_every_i
     stack, line
 ):
     site = line.site_id
-    await stack.orders.DefineProduct(
-        orders_pb2.DefineProductRequest(
-            request_id=new_id("r"),
-            site_id=site,
-            item_id="CHASSIS",
-            pacemaker_station_id="ASSY",
-            container_quantity=10,
-            finished_goods_location_id="FG",
-        )
-    )
-    due = timestamp_pb2.Timestamp()
-    due.FromDatetime(datetime.now(UTC) + timedelta(days=1))
-    await stack.orders.CreateOrder(
-        orders_pb2.CreateOrderRequest(
-            request_id=new_id("r"),
-            site_id=site,
-            erp_order_id="SO-1",
-            item_id="CHASSIS",
-            quantity=30,
-            due_time=due,
-        )
-    )
+    await chassis_order(stack, site, "SO-1", 30)
     terminal = Terminal(stack.stations, site, "ASSY")
     await stack.orders.ReleaseOrder(
         orders_pb2.ReleaseOrderRequest(request_id=new_id("r"), site_id=site, erp_order_id="SO-1")

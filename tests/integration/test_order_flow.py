@@ -11,12 +11,15 @@ from tests.integration.test_instructions import next_instruction, next_withdrawa
 from tests.integration.test_watch_signals import Terminal
 
 
-async def test_a_cut_withdraws_the_instruction_from_the_terminal_at_once(stack, line):
-    site = line.site_id
+async def chassis_order(
+    stack, site_id: str, erp_order_id: str, quantity: int, priority: int = 0
+) -> None:
+    """The product CHASSIS made at ASSY in containers of 10, and an order of it due
+    tomorrow (not yet released)."""
     await stack.orders.DefineProduct(
         orders_pb2.DefineProductRequest(
             request_id=new_id("r"),
-            site_id=site,
+            site_id=site_id,
             item_id="CHASSIS",
             pacemaker_station_id="ASSY",
             container_quantity=10,
@@ -28,14 +31,19 @@ async def test_a_cut_withdraws_the_instruction_from_the_terminal_at_once(stack, 
     await stack.orders.CreateOrder(
         orders_pb2.CreateOrderRequest(
             request_id=new_id("r"),
-            site_id=site,
-            erp_order_id="SO-9",
+            site_id=site_id,
+            erp_order_id=erp_order_id,
             item_id="CHASSIS",
-            quantity=40,
+            quantity=quantity,
             due_time=due,
-            priority=1,
+            priority=priority,
         )
     )
+
+
+async def test_a_cut_withdraws_the_instruction_from_the_terminal_at_once(stack, line):
+    site = line.site_id
+    await chassis_order(stack, site, "SO-9", 40, priority=1)
     terminal = Terminal(stack.stations, site, "ASSY")
     try:
         await stack.orders.ReleaseOrder(
