@@ -4,6 +4,7 @@ start again, and what the soak (`make soak`) loads for minutes."""
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import sys
@@ -26,11 +27,23 @@ FAST_RECONNECT = [
 ]
 
 
+# Listening ports come from below Linux's ephemeral range (32768-60999): a port
+# from inside it can be taken by any outgoing connection between the moment it is
+# chosen and the moment its service binds it, or while a killed service restarts.
+_LISTEN_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    """A port nothing listens on now: bound to port 0, then released for the taker."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, outside the range outgoing connections use."""
+    while True:
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            try:
+                # "::" also covers 0.0.0.0, as the services bind it.
+                sock.bind(("::", port))
+            except OSError:
+                continue
+            return port
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
