@@ -15,13 +15,12 @@ class EventSinkServicer(events_pb2_grpc.EventSinkServiceServicer):  # type: igno
     async def DeliverEvents(
         self, request: events_pb2.DeliverEventsRequest, context: object
     ) -> events_pb2.DeliverEventsResponse:
-        applied = duplicates = 0
         # All checked before any is applied: a malformed event refuses the whole batch.
         received = [event_codec.from_proto(message) for message in request.events]
-        for event in received:
-            is_new = await apply_once(self._db, event, self._handler)
+        applied = await apply_once(self._db, received, self._handler) if received else []
+        for event, is_new in zip(received, applied, strict=True):
             outcome = "applied" if is_new else "duplicate"
             metrics.INBOX_EVENTS.labels(type(event.payload).__name__, outcome).inc()
-            applied += is_new
-            duplicates += not is_new
-        return events_pb2.DeliverEventsResponse(applied_count=applied, duplicate_count=duplicates)
+        return events_pb2.DeliverEventsResponse(
+            applied_count=sum(applied), duplicate_count=len(applied) - sum(applied)
+        )

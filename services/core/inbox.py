@@ -1,6 +1,7 @@
 """Applying received events exactly once: the event id is recorded with the effect."""
 
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,16 +23,34 @@ class ReceivedEvent:
 EventHandler = Callable[[asyncpg.Connection, ReceivedEvent], Awaitable[None]]
 
 
-async def apply_once(db: Database, event: ReceivedEvent, handler: EventHandler) -> bool:
-    """Applies the event unless it was applied before; True if applied now."""
+async def apply_once(
+    db: Database, events: Sequence[ReceivedEvent], handler: EventHandler
+) -> list[bool]:
+    """Applies, in order and in one transaction, each event not applied before; for
+    each event, whether it was applied now (False for a duplicate, also of an earlier
+    event in the same batch).
+
+    One transaction per batch, not per event: a busy line delivers batches of hundreds,
+    and a commit each cost more than applying them. The batch is applied whole or not
+    at all, so a redelivery after a failure finds none of it applied."""
     async with db.transaction() as conn:
-        first_time = await conn.fetchval(
-            """INSERT INTO inbox (event_id, source, event_type) VALUES ($1, $2, $3)
-               ON CONFLICT DO NOTHING RETURNING true""",
-            event.event_id,
-            event.source,
-            type(event.payload).__name__,
+        # ON CONFLICT DO NOTHING also skips an id repeated within the statement.
+        recorded = await conn.fetch(
+            """INSERT INTO inbox (event_id, source, event_type)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])
+               ON CONFLICT DO NOTHING RETURNING event_id::text""",
+            [e.event_id for e in events],
+            [e.source for e in events],
+            [type(e.payload).__name__ for e in events],
         )
-        if first_time:
-            await handler(conn, event)
-        return bool(first_time)
+        new = {row["event_id"] for row in recorded}
+        applied = []
+        for event in events:
+            # As PostgreSQL spells it: an id may arrive in another of a UUID's spellings.
+            event_id = str(uuid.UUID(event.event_id))
+            first_time = event_id in new
+            new.discard(event_id)
+            if first_time:
+                await handler(conn, event)
+            applied.append(first_time)
+        return applied

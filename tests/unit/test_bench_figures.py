@@ -8,7 +8,7 @@ import pytest
 
 from tools.bench import usage
 from tools.bench.k6 import Call, Run, read_points
-from tools.bench.line import Card, take
+from tools.bench.line import Card, interleaved, take
 from tools.bench.report import (
     SATURATION,
     Phase,
@@ -162,11 +162,22 @@ def test_the_table_shows_every_phase_ceiling_ratio_and_cpu_per_call():
 
 
 def test_cards_are_taken_once():
-    cards = [Card(f"C{n}", "S01", "S02") for n in range(5)]
+    cards = [Card(f"C{n}", "L1", "S01", "S02") for n in range(5)]
     first = take(cards, 2)
     assert [c.code for c in first] == ["C0", "C1"]
     assert [c.code for c in take(cards, 10)] == ["C2", "C3", "C4"]
     assert cards == []
+
+
+def test_cards_are_handed_out_round_the_loops():
+    def loop(loop_id: str, count: int) -> list[Card]:
+        return [Card(f"{loop_id}-{n}", loop_id, "S01", "S02") for n in range(count)]
+
+    first = interleaved([loop("L1", 3), loop("L2", 2)])
+    assert [c.code for c in first] == ["L1-0", "L2-0", "L1-1", "L2-1", "L1-2"]
+    # Loops added later join the rounds of the cards left.
+    later = interleaved([first[2:], loop("L3", 2)])
+    assert [c.code for c in later] == ["L1-1", "L2-1", "L3-0", "L1-2", "L3-1"]
 
 
 def test_cpu_and_peak_memory_of_a_process_come_from_proc():

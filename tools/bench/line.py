@@ -63,6 +63,7 @@ async def revoke_tokens(database_url: str, stations: list[str]) -> None:
 @dataclass(frozen=True)
 class Card:
     code: str
+    loop_id: str
     supplier: str
     consumer: str
 
@@ -70,7 +71,12 @@ class Card:
 class Line:
     """A site of stations S01 -> S02 -> ... with loops between neighbours, round the
     pairs. Cards are handed out by state, each to one phase: a scan must find its
-    card FULL, a start EMPTY, a complete IN_PROCESS."""
+    card FULL, a start EMPTY, a complete IN_PROCESS.
+
+    FULL cards are handed out one loop after another, round the loops, as on a line
+    whose terminals scan at many stations at once: a phase that took a loop's cards
+    in a row would have every scan in flight signal the same supplier, whose signals
+    are numbered one at a time."""
 
     def __init__(self, stations_stub: Any, site_id: str, stations: list[str]) -> None:
         self.stub = stations_stub
@@ -115,8 +121,8 @@ class Line:
             async with limit:
                 return await self._create_loop(number)
 
-        for cards in await asyncio.gather(*(create(n) for n in numbers)):
-            self.full += cards
+        created = await asyncio.gather(*(create(n) for n in numbers))
+        self.full = interleaved([self.full, *created])
 
     async def _create_loop(self, number: int) -> list[Card]:
         supplier, consumer = self.pairs[number % len(self.pairs)]
@@ -140,7 +146,17 @@ class Line:
                 initial_card_state=pb.CARD_STATE_FULL,
             )
         )
-        return [Card(c.card_code, supplier, consumer) for c in reply.cards]
+        return [Card(c.card_code, loop_id, supplier, consumer) for c in reply.cards]
+
+
+def interleaved(cards: list[list[Card]]) -> list[Card]:
+    """The cards of each loop's list in turn: one of each loop, then the next of each.
+    `cards` may hold an earlier interleaved list: its loops are told apart again."""
+    of_loop: dict[str, list[Card]] = {}
+    for card in itertools.chain.from_iterable(cards):
+        of_loop.setdefault(card.loop_id, []).append(card)
+    rounds = itertools.zip_longest(*of_loop.values())
+    return [card for one_of_each in rounds for card in one_of_each if card is not None]
 
 
 def take(cards: list[Card], count: int) -> list[Card]:
