@@ -148,6 +148,12 @@ class AttemptFacts:
 @dataclass(frozen=True)
 class Picture:
     loops: list[LoopFacts]
+    # Each loop's units in its supermarket and in process, as the stations service
+    # counts them (a FULL card its quantity, an IN_PROCESS one a container); a loop
+    # with none is absent. Summed by the database: a site has many cards.
+    wip: dict[str, int]
+    # The cards old enough for a card rule (card_age_that_matters); younger ones
+    # cannot meet any, and a site has many.
     cards: list[CardFacts]
     stock: list[StockFacts]
     holds: list[HoldFacts]
@@ -194,15 +200,6 @@ class Condition:
         return f"{self.rule.value}:{self.subject}"
 
 
-def _wip(loop: LoopFacts, cards: list[CardFacts]) -> int:
-    """Units in the supermarket plus units in process, as the stations service counts."""
-    return sum(
-        c.quantity if c.state == "FULL" else loop.container_quantity
-        for c in cards
-        if c.state in ("FULL", "IN_PROCESS")
-    )
-
-
 def _above(wip: float, cap: float, share: float, was_open: bool) -> bool:
     """At or above the share of cap; an open alert holds until WIP falls below the band."""
     line = cap * share * (1 - WIP_BAND) if was_open else cap * share
@@ -228,20 +225,23 @@ def _card_limits(
     return limits
 
 
+def card_age_that_matters(loops: Iterable[LoopFacts], thresholds: Thresholds) -> float | None:
+    """The youngest age, in seconds, at which a card can meet a card rule: its loop's
+    smallest limit that is on, across loops. None when every card rule is off."""
+    return min((limit for limit in _card_limits(loops, thresholds).values() if limit), default=None)
+
+
 def conditions(
     picture: Picture, thresholds: Thresholds, open_keys: set[str], now: datetime
 ) -> list[Condition]:
     """Every condition that holds in the picture now."""
     found: list[Condition] = []
     loops = {loop.loop_id: loop for loop in picture.loops}
-    cards_of: dict[str, list[CardFacts]] = {}
-    for card in picture.cards:
-        cards_of.setdefault(card.loop_id, []).append(card)
 
     rule = Rule.WIP_ABOVE_THRESHOLD
     station_wip: dict[str, tuple[int, int]] = {}
     for loop in picture.loops:
-        wip = _wip(loop, cards_of.get(loop.loop_id, []))
+        wip = picture.wip.get(loop.loop_id, 0)
         held, cap = station_wip.get(loop.consumer_station_id, (0, 0))
         station_wip[loop.consumer_station_id] = (held + wip, cap + loop.cap_units)
         share = thresholds.value(

@@ -30,6 +30,7 @@ from services.alerts.domain import (
     Threshold,
     Thresholds,
     VarianceFacts,
+    card_age_that_matters,
     conditions,
     review,
 )
@@ -62,9 +63,10 @@ from services.core.validation import page_size, require_id
 log = structlog.get_logger()
 
 COALESCE_SECONDS = 0.1
-# A round reads the whole picture of each changed site; on a busy line the pause
-# after it grows with its cost, so that evaluating takes at most about a fifth of
-# the service's time (pause = 4 x round), whatever the size of the site.
+# A round reads the picture of each changed site (its cards summed by loop, and only
+# those old enough to matter one by one); on a busy line the pause after it grows
+# with its cost, so that evaluating takes at most about a fifth of the service's
+# time (pause = 4 x round), whatever the size of the site.
 PAUSE_PER_ROUND_SECOND = 4.0
 
 
@@ -186,9 +188,13 @@ class Evaluator:
         async with self.db.transaction() as conn:
             await storage.lock_evaluation(conn, site_id)
             open_alerts = await storage.open_alerts(conn, site_id)
+            thresholds = Thresholds(await storage.thresholds(conn, site_id))
+            loops = await storage.loops(conn, site_id)
+            age = card_age_that_matters(loops, thresholds)
+            older_than = None if age is None else now - timedelta(seconds=age)
             holding = conditions(
-                await storage.picture(conn, site_id),
-                Thresholds(await storage.thresholds(conn, site_id)),
+                await storage.picture(conn, site_id, loops, older_than),
+                thresholds,
                 {a.key for a in open_alerts},
                 now,
             )

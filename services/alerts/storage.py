@@ -161,9 +161,12 @@ async def add_attempt(
 async def mark_changed(conn: asyncpg.Connection, site_id: str) -> None:
     """Queues the site for the evaluator, and wakes it once this transaction commits."""
     await conn.execute(
-        "INSERT INTO changed_sites (site_id) VALUES ($1) ON CONFLICT DO NOTHING", site_id
+        """WITH queued AS (
+               INSERT INTO changed_sites (site_id) VALUES ($1) ON CONFLICT DO NOTHING)
+           SELECT pg_notify($2, '')""",
+        site_id,
+        PICTURE_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, '')", PICTURE_CHANNEL)
 
 
 async def take_changed_sites(conn: asyncpg.Connection) -> list[str]:
@@ -186,16 +189,44 @@ def _facts(cls: Any, rows: Iterable[asyncpg.Record]) -> list[Any]:
     return [cls(**{k: v for k, v in dict(r).items() if k != "site_id"}) for r in rows]
 
 
-async def picture(conn: asyncpg.Connection, site_id: str) -> Picture:
+async def loops(conn: asyncpg.Connection, site_id: str) -> list[LoopFacts]:
+    return _facts(LoopFacts, await conn.fetch("SELECT * FROM loops WHERE site_id = $1", site_id))
+
+
+async def picture(
+    conn: asyncpg.Connection,
+    site_id: str,
+    loops: list[LoopFacts],
+    cards_older_than: datetime | None,
+) -> Picture:
+    """The site's picture around its `loops`, with the cards that entered their state
+    before `cards_older_than` (none if None)."""
+
     async def rows(table: str) -> list[asyncpg.Record]:
         result: list[asyncpg.Record] = await conn.fetch(
             f"SELECT * FROM {table} WHERE site_id = $1", site_id
         )
         return result
 
+    wip = await conn.fetch(
+        """SELECT c.loop_id, sum(CASE c.state WHEN 'FULL' THEN c.quantity
+                                              WHEN 'IN_PROCESS' THEN l.container_quantity
+                                              ELSE 0 END)::bigint AS units
+           FROM cards c JOIN loops l USING (site_id, loop_id)
+           WHERE c.site_id = $1 GROUP BY c.loop_id""",
+        site_id,
+    )
+    old_cards = (
+        await conn.fetch(
+            "SELECT * FROM cards WHERE site_id = $1 AND since < $2", site_id, cards_older_than
+        )
+        if cards_older_than
+        else []
+    )
     return Picture(
-        loops=_facts(LoopFacts, await rows("loops")),
-        cards=_facts(CardFacts, await rows("cards")),
+        loops=loops,
+        wip={r["loop_id"]: r["units"] for r in wip},
+        cards=_facts(CardFacts, old_cards),
         stock=_facts(StockFacts, await rows("stock_states")),
         holds=_facts(HoldFacts, await rows("lot_holds")),
         variances=_facts(VarianceFacts, await rows("count_variances")),

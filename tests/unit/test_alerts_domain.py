@@ -18,11 +18,13 @@ from services.alerts.domain import (
     Threshold,
     Thresholds,
     VarianceFacts,
+    card_age_that_matters,
     conditions,
     review,
 )
 from services.core.errors import FailedPrecondition
 
+CARD_RULES = (Rule.FULL_CONTAINER_WAITING, Rule.SIGNAL_NOT_STARTED, Rule.CARD_NOT_SEEN)
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 LOOP = LoopFacts("P", "PART", "STAMP", "WELD", 1500, 500)
 
@@ -33,10 +35,10 @@ def card(code: str, state: str, minutes_ago: float, quantity: int = 500) -> Card
     )
 
 
-def picture(cards=(), **facts) -> Picture:
+def picture(cards=(), wip=None, **facts) -> Picture:
     values = dict(loops=[LOOP], cards=list(cards), stock=[], holds=[], variances=[], attempts=[])
     values.update(facts)
-    return Picture(**values)
+    return Picture(wip=wip or {}, **values)
 
 
 def set_(*thresholds: tuple[Rule, Scope, str, float]) -> Thresholds:
@@ -76,29 +78,55 @@ def test_the_most_specific_threshold_applies():
 
 def test_wip_fires_at_its_share_of_cap_and_holds_until_below_the_band():
     share = set_((Rule.WIP_ABOVE_THRESHOLD, Scope.LOOP, "P", 0.8))
-    full = [card("P-001", "FULL", 1), card("P-002", "FULL", 1), card("P-003", "FULL", 1)]
-    two = [card("P-001", "FULL", 1), card("P-002", "FULL", 1), card("P-003", "EMPTY", 1)]
     key = "WIP_ABOVE_THRESHOLD:loop/P"
 
     # 1500 of 1500 >= 80%: fires.
-    assert key in keys(conditions(picture(full), share, set(), NOW))
+    assert key in keys(conditions(picture(wip={"P": 1500}), share, set(), NOW))
     # 1000 of 1500 (67%): not enough to fire, and below the band (72%) of an open one.
-    assert key not in keys(conditions(picture(two), share, set(), NOW))
-    assert key not in keys(conditions(picture(two), share, {key}, NOW))
+    assert key not in keys(conditions(picture(wip={"P": 1000}), share, set(), NOW))
+    assert key not in keys(conditions(picture(wip={"P": 1000}), share, {key}, NOW))
     # 1100 (73%): below the line, but an open alert holds within the band.
-    partial = [*two[:2], card("P-003", "FULL", 1, quantity=100)]
-    assert key not in keys(conditions(picture(partial), share, set(), NOW))
-    assert key in keys(conditions(picture(partial), share, {key}, NOW))
+    assert key not in keys(conditions(picture(wip={"P": 1100}), share, set(), NOW))
+    assert key in keys(conditions(picture(wip={"P": 1100}), share, {key}, NOW))
 
 
-def test_wip_counts_containers_in_process_at_full_quantity():
+def test_a_station_threshold_covers_its_input_loops():
     share = set_((Rule.WIP_ABOVE_THRESHOLD, Scope.STATION, "WELD", 1.0))
-    cards = [card("P-001", "FULL", 1), card("P-002", "FULL", 1), card("P-003", "IN_PROCESS", 1)]
+    other = LoopFacts("Q", "BOLT", "CUT", "WELD", 1000, 100)
 
-    found = {c.subject: c.value for c in conditions(picture(cards), share, set(), NOW)}
+    found = conditions(picture(loops=[LOOP, other], wip={"P": 1500, "Q": 1000}), share, set(), NOW)
 
     # The station's threshold also covers its input loops that have none of their own.
-    assert found == {"station/WELD": 1500, "loop/P": 1500}
+    assert {c.subject: c.value for c in found} == {
+        "station/WELD": 2500,
+        "loop/P": 1500,
+        "loop/Q": 1000,
+    }
+
+
+def test_a_loop_without_cards_holds_no_wip():
+    share = set_((Rule.WIP_ABOVE_THRESHOLD, Scope.SITE, "", 0.0001))
+    assert keys(conditions(picture(wip={}), share, set(), NOW)) == set()
+
+
+def test_only_cards_at_least_as_old_as_the_smallest_card_limit_can_matter():
+    other = LoopFacts("Q", "BOLT", "CUT", "PAINT", 1000, 100)
+    loops = [LOOP, other]
+    # Defaults: a signal not started within the hour is the first card rule to fire.
+    assert card_age_that_matters(loops, set_()) == 3600
+    tuned = set_(
+        (Rule.FULL_CONTAINER_WAITING, Scope.STATION, "PAINT", 120),
+        (Rule.CARD_NOT_SEEN, Scope.LOOP, "P", 60),
+    )
+    assert card_age_that_matters(loops, tuned) == 60
+    # A rule turned off (0) for one loop does not count; the other loop's limit does.
+    off_for_p = set_((Rule.SIGNAL_NOT_STARTED, Scope.LOOP, "P", 0))
+    assert card_age_that_matters(loops, off_for_p) == 3600
+    every_rule_off = set_(
+        *((rule, Scope.SITE, "", 0) for rule in CARD_RULES),
+    )
+    assert card_age_that_matters(loops, every_rule_off) is None
+    assert card_age_that_matters([], set_()) is None
 
 
 def test_event_driven_conditions():
