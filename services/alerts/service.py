@@ -62,7 +62,9 @@ from services.core.validation import page_size, require_id
 
 log = structlog.get_logger()
 
-COALESCE_SECONDS = 0.1
+# At most two rounds a second on a busy line: an alert is for people, to whom half a
+# second is at once, and each round sums the cards of the site.
+COALESCE_SECONDS = 0.5
 # A round reads the picture of each changed site (its cards summed by loop, and only
 # those old enough to matter one by one); on a busy line the pause after it grows
 # with its cost, so that evaluating takes at most about a fifth of the service's

@@ -60,17 +60,36 @@ def _location(row: asyncpg.Record) -> Location:
     )
 
 
+# Inserts a row unless its key exists, and returns what is stored, in one round trip
+# (every kanban move makes sure of its location and item). A row that a transaction
+# still open inserts meanwhile is not in this statement's snapshot: then read again.
+_INSERTED_OR_STORED = """WITH inserted AS ({insert} ON CONFLICT DO NOTHING RETURNING *)
+    SELECT * FROM inserted UNION ALL SELECT * FROM {table} WHERE {key} LIMIT 1"""
+_INSERT_LOCATION = _INSERTED_OR_STORED.format(
+    insert="""INSERT INTO locations (site_id, location_id, warehouse_id, kind)
+              VALUES ($1, $2, $3, $4)""",
+    table="locations",
+    key="site_id = $1 AND location_id = $2",
+)
+_INSERT_ITEM = _INSERTED_OR_STORED.format(
+    insert="INSERT INTO items (site_id, item_id, unit_of_measure) VALUES ($1, $2, $3)",
+    table="items",
+    key="site_id = $1 AND item_id = $2",
+)
+
+
 async def insert_location(conn: asyncpg.Connection, location: Location) -> Location:
     """Inserts the location unless it exists; returns what is stored."""
-    await conn.execute(
-        """INSERT INTO locations (site_id, location_id, warehouse_id, kind) VALUES ($1, $2, $3, $4)
-           ON CONFLICT DO NOTHING""",
+    row = await conn.fetchrow(
+        _INSERT_LOCATION,
         location.site_id,
         location.location_id,
         location.warehouse_id,
         location.kind.value,
     )
-    return await get_location(conn, location.site_id, location.location_id)
+    if row is None:
+        return await get_location(conn, location.site_id, location.location_id)
+    return _location(row)
 
 
 async def get_location(conn: asyncpg.Connection, site_id: str, location_id: str) -> Location:
@@ -120,14 +139,11 @@ async def define_supermarket(
 
 
 async def insert_item(conn: asyncpg.Connection, item: Item) -> Item:
-    await conn.execute(
-        """INSERT INTO items (site_id, item_id, unit_of_measure) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING""",
-        item.site_id,
-        item.item_id,
-        item.unit_of_measure,
-    )
-    return await get_item(conn, item.site_id, item.item_id)
+    """Inserts the item unless it exists; returns what is stored."""
+    row = await conn.fetchrow(_INSERT_ITEM, item.site_id, item.item_id, item.unit_of_measure)
+    if row is None:
+        return await get_item(conn, item.site_id, item.item_id)
+    return Item(**dict(row))
 
 
 async def upsert_item(conn: asyncpg.Connection, item: Item) -> None:
