@@ -150,7 +150,7 @@ class Picture:
     loops: list[LoopFacts]
     # Each loop's units in its supermarket and in process, as the stations service
     # counts them (a FULL card its quantity, an IN_PROCESS one a container); a loop
-    # with none is absent. Summed by the database: a site has many cards.
+    # with none may be absent. Kept by the database as cards change: a site has many.
     wip: dict[str, int]
     # The cards old enough for a card rule (card_age_that_matters); younger ones
     # cannot meet any, and a site has many.

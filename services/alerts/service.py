@@ -63,10 +63,10 @@ from services.core.validation import page_size, require_id
 log = structlog.get_logger()
 
 # At most two rounds a second on a busy line: an alert is for people, to whom half a
-# second is at once, and each round sums the cards of the site.
+# second is at once.
 COALESCE_SECONDS = 0.5
-# A round reads the picture of each changed site (its cards summed by loop, and only
-# those old enough to matter one by one); on a busy line the pause after it grows
+# A round reads the picture of each changed site (its loops' WIP, and only the
+# cards old enough to matter one by one); on a busy line the pause after it grows
 # with its cost, so that evaluating takes at most about a fifth of the service's
 # time (pause = 4 x round), whatever the size of the site.
 PAUSE_PER_ROUND_SECOND = 4.0

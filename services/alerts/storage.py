@@ -57,21 +57,45 @@ async def set_loop_cap(
     )
 
 
+def _units(card: str) -> str:
+    """What a card adds to its loop's WIP (loops l), as the stations service counts:
+    a FULL container its quantity, one in process a whole container."""
+    return f"""CASE {card}.state WHEN 'FULL' THEN {card}.quantity
+                                WHEN 'IN_PROCESS' THEN l.container_quantity ELSE 0 END"""
+
+
 async def delete_card(conn: asyncpg.Connection, site_id: str, card_code: str) -> None:
     """A retired card is no longer followed: nothing waits on it."""
     await conn.execute(
-        "DELETE FROM cards WHERE site_id = $1 AND card_code = $2", site_id, card_code
+        f"""WITH gone AS (
+                DELETE FROM cards WHERE site_id = $1 AND card_code = $2
+                RETURNING loop_id, state, quantity)
+            UPDATE loops l SET wip_units = l.wip_units - {_units("gone")}
+            FROM gone WHERE l.site_id = $1 AND l.loop_id = gone.loop_id""",
+        site_id,
+        card_code,
     )
 
 
 async def set_card(conn: asyncpg.Connection, site_id: str, card: CardFacts) -> None:
     """Records the card's state, unless what is stored is newer (events of one card come
-    in order, but a redelivery after a newer event must not turn the clock back)."""
+    in order, but a redelivery after a newer event must not turn the clock back), and
+    moves its loop's WIP by the difference, in one statement."""
     await conn.execute(
-        """INSERT INTO cards (site_id, card_code, loop_id, state, quantity, since)
-           VALUES ($1, $2, $3, $4, $5, $6)
-           ON CONFLICT (site_id, card_code) DO UPDATE
-           SET state = $4, quantity = $5, since = $6 WHERE cards.since <= $6""",
+        # `before` reads the statement's snapshot, the card as it was. No lock needed:
+        # a card's events come from one relay, one batch at a time, in order.
+        f"""WITH before AS (
+                SELECT state, quantity FROM cards WHERE site_id = $1 AND card_code = $2),
+            saved AS (
+                INSERT INTO cards (site_id, card_code, loop_id, state, quantity, since)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (site_id, card_code) DO UPDATE
+                SET state = $4, quantity = $5, since = $6 WHERE cards.since <= $6
+                RETURNING state, quantity)
+            UPDATE loops l
+            SET wip_units = l.wip_units + (SELECT {_units("saved")} FROM saved)
+                            - coalesce((SELECT {_units("before")} FROM before), 0)
+            WHERE l.site_id = $1 AND l.loop_id = $3 AND EXISTS (SELECT 1 FROM saved)""",
         site_id,
         card.card_code,
         card.loop_id,
@@ -190,7 +214,12 @@ def _facts(cls: Any, rows: Iterable[asyncpg.Record]) -> list[Any]:
 
 
 async def loops(conn: asyncpg.Connection, site_id: str) -> list[LoopFacts]:
-    return _facts(LoopFacts, await conn.fetch("SELECT * FROM loops WHERE site_id = $1", site_id))
+    rows = await conn.fetch(
+        """SELECT loop_id, item_id, supplier_station_id, consumer_station_id, cap_units,
+                  container_quantity FROM loops WHERE site_id = $1""",
+        site_id,
+    )
+    return [LoopFacts(**dict(r)) for r in rows]
 
 
 async def picture(
@@ -209,12 +238,7 @@ async def picture(
         return result
 
     wip = await conn.fetch(
-        """SELECT c.loop_id, sum(CASE c.state WHEN 'FULL' THEN c.quantity
-                                              WHEN 'IN_PROCESS' THEN l.container_quantity
-                                              ELSE 0 END)::bigint AS units
-           FROM cards c JOIN loops l USING (site_id, loop_id)
-           WHERE c.site_id = $1 GROUP BY c.loop_id""",
-        site_id,
+        "SELECT loop_id, wip_units FROM loops WHERE site_id = $1 AND wip_units <> 0", site_id
     )
     old_cards = (
         await conn.fetch(
@@ -225,7 +249,7 @@ async def picture(
     )
     return Picture(
         loops=loops,
-        wip={r["loop_id"]: r["units"] for r in wip},
+        wip={r["loop_id"]: r["wip_units"] for r in wip},
         cards=_facts(CardFacts, old_cards),
         stock=_facts(StockFacts, await rows("stock_states")),
         holds=_facts(HoldFacts, await rows("lot_holds")),

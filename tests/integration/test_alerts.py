@@ -8,9 +8,11 @@ import threading
 from dataclasses import replace
 from typing import ClassVar
 
+import asyncpg
 import grpc
 import pytest
 from kanban.alerts.v1 import alerts_pb2 as pb
+from kanban.stations.v1 import stations_pb2 as stations_pb
 from kanban.stock.v1 import stock_pb2
 
 from services.alerts import commands, service, webhooks
@@ -334,3 +336,44 @@ async def test_bad_queries(stack):
         assert refusal.fields == [field]
     missing = await refused(stack.alerts.GetAlert(pb.GetAlertRequest(site_id="S", alert_id="A1")))
     assert missing.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_each_loops_wip_is_kept_as_its_cards_move(stack, database_url, plant):
+    line, _ = plant
+    await line.scan("WELD", "P-001")
+    await line.start("STAMP", "P-001")
+    await line.complete("STAMP", "P-001", "LOT-P1", 100)
+    await line.scan("WELD", "P-002")
+    await line.start("STAMP", "P-002")
+    await line.stub.ResizeLoop(
+        stations_pb.ResizeLoopRequest(
+            request_id=new_id("r"), site_id=line.site_id, loop_id="P", card_count=2
+        )
+    )
+    await line.scan("WELD", "P-003")  # comes back empty and retires
+
+    conn = await asyncpg.connect(database_url)
+    try:
+
+        async def kept_and_counted():
+            return await conn.fetchrow(
+                """SELECT l.wip_units AS kept,
+                          (SELECT sum(CASE c.state WHEN 'FULL' THEN c.quantity
+                                                   WHEN 'IN_PROCESS' THEN l.container_quantity
+                                                   ELSE 0 END)
+                           FROM alerts.cards c
+                           WHERE c.site_id = l.site_id AND c.loop_id = l.loop_id) AS counted,
+                          (SELECT count(*) FROM alerts.cards c
+                           WHERE c.site_id = l.site_id AND c.loop_id = l.loop_id) AS cards
+                   FROM alerts.loops l WHERE l.site_id = $1 AND l.loop_id = 'P'""",
+                line.site_id,
+            )
+
+        # P-001 FULL again (100) and P-002 in process (a container, 100); P-003 retired.
+        async def settled():
+            row = await kept_and_counted()
+            return (row["kept"], row["counted"], row["cards"]) == (200, 200, 2)
+
+        assert await eventually(settled), dict(await kept_and_counted())
+    finally:
+        await conn.close()
