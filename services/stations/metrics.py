@@ -89,6 +89,97 @@ INSTRUCTIONS_REFUSED = Counter(
 )
 CARDS = Gauge("kanban_cards", "Cards by state.", ("site_id", "loop_id", "state"))
 
+# The line's analysis over the last analysis window (see services/stations/analytics.py).
+ANALYSIS_WINDOW = Gauge(
+    "kanban_analysis_window_seconds", "The window the analysis gauges cover.", ("site_id",)
+)
+LOOP_THROUGHPUT = Gauge(
+    "kanban_loop_throughput_units_per_second",
+    "Units the loop's supplier completed over the window.",
+    ("site_id", "loop_id"),
+)
+LOOP_CONSUMPTION = Gauge(
+    "kanban_loop_consumption_units_per_second",
+    "Units the loop's consumer took (containers emptied) over the window.",
+    ("site_id", "loop_id"),
+)
+LOOP_CONSUMPTION_TREND = Gauge(
+    "kanban_loop_consumption_trend_ratio",
+    "How much the consumption rate changed across the window, as a share of its mean.",
+    ("site_id", "loop_id"),
+)
+LOOP_LEAD_TIME = Gauge(
+    "kanban_loop_lead_time_window_seconds",
+    "Lead time from EMPTY to FULL of the cards completed over the window, by quantile.",
+    ("site_id", "loop_id", "quantile"),
+)
+LOOP_WAITING_TIME = Gauge(
+    "kanban_loop_waiting_time_window_seconds",
+    "From EMPTY until the supplier started, over the window, by quantile.",
+    ("site_id", "loop_id", "quantile"),
+)
+LOOP_AVERAGE_WIP = Gauge(
+    "kanban_loop_average_wip_units",
+    "Units in the supermarket plus in process, averaged over the window.",
+    ("site_id", "loop_id"),
+)
+LOOP_WIP_TURNOVER = Gauge(
+    "kanban_loop_wip_turnover_seconds",
+    "How long the loop's average WIP lasts at its throughput (WIP turnover days, in seconds).",
+    ("site_id", "loop_id"),
+)
+LOOP_INVENTORY_TURNS = Gauge(
+    "kanban_loop_inventory_turns_per_year",
+    "Yearly consumption over the supermarket's average stock.",
+    ("site_id", "loop_id"),
+)
+LOOP_STOCKOUT = Gauge(
+    "kanban_loop_stockout_ratio",
+    "Share of the window the supermarket held no full container.",
+    ("site_id", "loop_id"),
+)
+LOOP_LITTLE_ADDS_UP = Gauge(
+    "kanban_loop_littles_law_adds_up",
+    "1 when cards in replenishment match throughput x lead time, 0 when the data do not add up.",
+    ("site_id", "loop_id"),
+)
+LOOP_CARDS = Gauge(
+    "kanban_loop_cards",
+    "Cards in the loop: the current count and the recommended N = ceil(D x L x (1 + a) / C).",
+    ("site_id", "loop_id", "sizing"),
+)
+LOOP_STOCKOUT_RISK = Gauge(
+    "kanban_loop_stockout_risk_ratio",
+    "Chance one lead time's demand exceeds the loop's cap, with the current and the "
+    "recommended number of cards.",
+    ("site_id", "loop_id", "sizing"),
+)
+STATION_UTILISATION = Gauge(
+    "kanban_station_utilisation_ratio",
+    "Share of the window with at least one card in process at the station.",
+    ("site_id", "station_id"),
+)
+STATION_AVERAGE_QUEUE = Gauge(
+    "kanban_station_average_queue_signals",
+    "Signals waiting to be started at the station, averaged over the window.",
+    ("site_id", "station_id"),
+)
+STATION_QUEUE_GROWTH = Gauge(
+    "kanban_station_queue_growth_signals_per_second",
+    "How fast the station's queue of waiting signals grew over the window.",
+    ("site_id", "station_id"),
+)
+BOTTLENECK = Gauge(
+    "kanban_line_bottleneck",
+    "1 for the station that limits the line's output over the window, 0 for the others.",
+    ("site_id", "station_id"),
+)
+SIZING_RESIZES = Counter(
+    "kanban_sizing_policy_resizes",
+    "Loops resized by their automatic sizing policy.",
+    ("site_id", "loop_id"),
+)
+
 
 def publish(site_id: str, board: Board) -> None:
     for status in board.loops:
