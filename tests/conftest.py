@@ -86,6 +86,8 @@ def fast_settings(database_url: str, **overrides: object) -> Settings:
         shutdown_grace_seconds=1.0,
         alert_evaluate_seconds=0.2,
         alert_clear_seconds=1.0,
+        analysis_refresh_seconds=1.0,
+        sizing_check_seconds=0.2,
         # Most tests are about something else; tests/integration/test_access.py
         # runs the services with authentication on.
         auth_enabled=False,

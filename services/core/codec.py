@@ -9,7 +9,7 @@ import enum
 import json
 import types
 import typing
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -22,6 +22,8 @@ def to_plain(value: Any) -> Any:
         return value.value
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
     return value
@@ -49,6 +51,8 @@ def _decode(hint: Any, data: Any) -> Any:
         return hint(data)
     if hint is datetime:
         return datetime.fromisoformat(data)
+    if hint is timedelta:
+        return timedelta(seconds=data)
     return data
 
 

@@ -30,6 +30,11 @@ class Settings:
     alert_evaluate_seconds: float = 5.0
     alert_clear_seconds: float = 60.0
     alert_webhook_urls: tuple[str, ...] = ()
+    # Stations: how often the analysis gauges are computed, over how long a window
+    # ending now, and how often due sizing policies are applied.
+    analysis_refresh_seconds: float = 60.0
+    analysis_window_seconds: float = 24 * 3600.0
+    sizing_check_seconds: float = 60.0
     # Every call needs a bearer token; off only for tests and trials, and never
     # in production, which also refuses development tokens.
     auth_enabled: bool = True
@@ -67,6 +72,9 @@ class Settings:
             log_level=env.get("KANBAN_LOG_LEVEL", "INFO"),
             alert_evaluate_seconds=float(env.get("KANBAN_ALERT_EVALUATE_SECONDS", "5")),
             alert_clear_seconds=float(env.get("KANBAN_ALERT_CLEAR_SECONDS", "60")),
+            analysis_refresh_seconds=float(env.get("KANBAN_ANALYSIS_REFRESH_SECONDS", "60")),
+            analysis_window_seconds=float(env.get("KANBAN_ANALYSIS_WINDOW_SECONDS", "86400")),
+            sizing_check_seconds=float(env.get("KANBAN_SIZING_CHECK_SECONDS", "60")),
             auth_enabled=env.get("KANBAN_AUTH", "on") != "off",
             production=env.get("KANBAN_ENVIRONMENT", "development") == "production",
             service_token=env.get("KANBAN_SERVICE_TOKEN", ""),

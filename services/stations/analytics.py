@@ -304,7 +304,9 @@ def size_loop(
         demand_units_per_hour=demand_units_per_hour,
         lead_time_hours=lead_hours,
         wip_change_units=(recommended - shape.card_count) * shape.container_quantity,
-        stockout_risk_current=stockout_risk(shape.card_count * shape.container_quantity, expected, spread),
+        stockout_risk_current=stockout_risk(
+            shape.card_count * shape.container_quantity, expected, spread
+        ),
         stockout_risk_recommended=stockout_risk(
             recommended * shape.container_quantity, expected, spread
         ),
@@ -327,7 +329,7 @@ def find_bottleneck(stations: Sequence[StationAnalysis]) -> Bottleneck | None:
     busiest = max(working, key=lambda s: (s.utilisation, s.queue_growth_per_hour))
     evidence = [f"busy {busiest.utilisation:.0%} of the window, the highest of the line"]
     if busiest.utilisation >= SATURATED:
-        evidence.append("at or above {:.0%}: no room left to catch up".format(SATURATED))
+        evidence.append(f"at or above {SATURATED:.0%}: no room left to catch up")
     for loop_id, share in sorted(busiest.starving_loops.items()):
         evidence.append(f"its loop {loop_id} had no full container {share:.0%} of the window")
     if busiest.queue_growth_per_hour > 0:
@@ -351,9 +353,7 @@ def _analyze_stations(
         trips = [t for a in supplied for t in by_loop[a.loop_id]]
         busy = [(t.started_at, t.completed_at) for t in trips if t.started_at]
         queued = [(t.raised_at, t.started_at) for t in trips]
-        queue_slices = [
-            _time_average(queued, part) for part in _slices(window)
-        ]
+        queue_slices = [_time_average(queued, part) for part in _slices(window)]
         results.append(
             StationAnalysis(
                 station_id=station_id,

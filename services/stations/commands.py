@@ -1,6 +1,7 @@
 """What callers ask the stations service to do; each checks its own fields."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from services.core.errors import InvalidArgument
 from services.core.validation import (
@@ -10,9 +11,11 @@ from services.core.validation import (
     require_request_id,
     require_text,
 )
+from services.stations.analytics import Safety
 from services.stations.domain import MAX_CARDS_PER_LOOP, CardState
 
 MAX_CONTAINER_QUANTITY = 1_000_000
+MAX_WINDOW = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -187,3 +190,32 @@ class ResizeLoop:
         require_id("loop_id", self.loop_id)
         require_positive("card_count", self.card_count, maximum=MAX_CARDS_PER_LOOP)
         require_text("reason", self.reason, required=False)
+
+
+@dataclass(frozen=True)
+class SetSizingPolicy:
+    request_id: str
+    site_id: str
+    loop_id: str
+    enabled: bool
+    min_cards: int
+    max_cards: int
+    safety: Safety
+    period: timedelta
+    window: timedelta
+
+    def __post_init__(self) -> None:
+        require_request_id(self.request_id)
+        require_id("site_id", self.site_id)
+        require_id("loop_id", self.loop_id)
+        require_positive("min_cards", self.min_cards, maximum=MAX_CARDS_PER_LOOP)
+        require_positive("max_cards", self.max_cards, maximum=MAX_CARDS_PER_LOOP)
+        if self.max_cards < self.min_cards:
+            raise InvalidArgument("max_cards", "must be at least min_cards")
+        require_duration("period", self.period, timedelta(minutes=1), MAX_WINDOW)
+        require_duration("window", self.window, timedelta(hours=1), MAX_WINDOW)
+
+
+def require_duration(field: str, value: timedelta, least: timedelta, most: timedelta) -> None:
+    if not least <= value <= most:
+        raise InvalidArgument(field, f"must be from {least} to {most.days} days")

@@ -1,9 +1,12 @@
 """The stations service's domain metrics."""
 
+from datetime import UTC, datetime, timedelta
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core.db import Database
-from services.stations import storage
+from services.stations import analytics, storage
+from services.stations.analytics import HOUR, Distribution, LineAnalysis, Window
 from services.stations.domain import Board, CardState
 
 _WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
@@ -209,3 +212,61 @@ async def refresh_gauges(db: Database) -> None:
             signals = await storage.open_signal_counts(conn, site_id)
             instructions = await storage.open_instruction_counts(conn, site_id)
             publish(site_id, Board.of(loops, signals, instructions))
+
+
+def publish_line(site_id: str, analysis: LineAnalysis) -> None:
+    ANALYSIS_WINDOW.labels(site_id).set(analysis.window.seconds)
+    for loop in analysis.loops:
+        labels = (site_id, loop.loop_id)
+        LOOP_THROUGHPUT.labels(*labels).set(loop.throughput_units_per_hour / HOUR)
+        LOOP_CONSUMPTION.labels(*labels).set(loop.consumption_units_per_hour / HOUR)
+        LOOP_CONSUMPTION_TREND.labels(*labels).set(loop.consumption_trend)
+        _set_quantiles(LOOP_LEAD_TIME, labels, loop.lead_time)
+        _set_quantiles(LOOP_WAITING_TIME, labels, loop.waiting_time)
+        LOOP_AVERAGE_WIP.labels(*labels).set(loop.average_wip_units)
+        if loop.wip_turnover_days is not None:
+            LOOP_WIP_TURNOVER.labels(*labels).set(loop.wip_turnover_days * 24 * HOUR)
+        if loop.inventory_turnover_per_year is not None:
+            LOOP_INVENTORY_TURNS.labels(*labels).set(loop.inventory_turnover_per_year)
+        LOOP_STOCKOUT.labels(*labels).set(loop.stockout_fraction)
+        LOOP_LITTLE_ADDS_UP.labels(*labels).set(1 if loop.little.adds_up else 0)
+        LOOP_CARDS.labels(*labels, "current").set(loop.shape.card_count)
+        if loop.sizing is not None:
+            LOOP_CARDS.labels(*labels, "recommended").set(loop.sizing.recommended_cards)
+            LOOP_STOCKOUT_RISK.labels(*labels, "current").set(loop.sizing.stockout_risk_current)
+            LOOP_STOCKOUT_RISK.labels(*labels, "recommended").set(
+                loop.sizing.stockout_risk_recommended
+            )
+    bottleneck = analysis.bottleneck.station_id if analysis.bottleneck else None
+    for station in analysis.stations:
+        labels = (site_id, station.station_id)
+        STATION_UTILISATION.labels(*labels).set(station.utilisation)
+        STATION_AVERAGE_QUEUE.labels(*labels).set(station.average_queue)
+        STATION_QUEUE_GROWTH.labels(*labels).set(station.queue_growth_per_hour / HOUR)
+        BOTTLENECK.labels(*labels).set(1 if station.station_id == bottleneck else 0)
+
+
+def _set_quantiles(gauge: Gauge, labels: tuple[str, str], durations: Distribution) -> None:
+    if durations.count:
+        for quantile, value in (
+            ("0.5", durations.p50),
+            ("0.9", durations.p90),
+            ("0.99", durations.p99),
+        ):
+            gauge.labels(*labels, quantile).set(value)
+
+
+async def publish_analysis(db: Database, window_seconds: float) -> None:
+    """The analysis gauges over the window ending now, for each site."""
+    end = datetime.now(UTC)
+    window = Window(end - timedelta(seconds=window_seconds), end)
+    async with db.pool.acquire() as conn:
+        for site_id in await storage.site_ids(conn):
+            shapes = await storage.loop_shapes(conn, site_id)
+            trips = await storage.card_trips(conn, site_id, window.start, window.end)
+            safeties = {
+                loop_id: policy.safety
+                for loop_id, policy in (await storage.sizing_policies(conn, site_id)).items()
+                if policy.enabled
+            }
+            publish_line(site_id, analytics.analyze_line(shapes, trips, window, safeties))

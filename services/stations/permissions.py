@@ -20,6 +20,8 @@ PERMISSIONS = for_service(
         "ListLoops": READ_LINE,
         "GetCard": READ_LINE,
         "GetBoard": READ_LINE,
+        "AnalyzeLine": READ_LINE,
+        "SetSizingPolicy": SET_UP_LINE,
         "ScanCard": AT_THE_STATION,
         "StartSignal": AT_THE_STATION,
         "CompleteCard": AT_THE_STATION,

@@ -2,15 +2,15 @@
 
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import asyncpg
 import structlog
 
-from services.core import audit, outbox
+from services.core import audit, auth, outbox
 from services.core.db import Database
-from services.core.errors import FailedPrecondition, require_same
+from services.core.errors import FailedPrecondition, InvalidArgument, KanbanError, require_same
 from services.core.events import (
     CardStarted,
     ItemDefined,
@@ -27,8 +27,9 @@ from services.core.inbox import ReceivedEvent
 from services.core.notify import Notifications
 from services.core.paging import decode_token, encode_token
 from services.core.validation import page_size, require_id
-from services.stations import commands, storage
+from services.stations import analytics, commands, storage
 from services.stations import metrics as m
+from services.stations.analytics import LineAnalysis, Safety, Window
 from services.stations.domain import (
     OVERPRODUCTION_BLOCKED,
     Board,
@@ -54,6 +55,7 @@ from services.stations.domain import (
     no_open_signal,
     plan_reduction,
 )
+from services.stations.sizing import SizingPolicy
 
 log = structlog.get_logger()
 R = TypeVar("R")
@@ -94,6 +96,20 @@ class ResizedLoop:
 class LoopPage:
     loops: list[Loop]
     next_page_token: str
+
+
+# The window AnalyzeLine reads when none is given, and the longest it reads.
+DEFAULT_WINDOW = timedelta(days=7)
+MAX_WINDOW = commands.MAX_WINDOW
+# Who the audit trail names for resizes a sizing policy makes.
+SIZING_POLICY = auth.Principal("sizing-policy", frozenset({auth.Role.SERVICE}))
+
+
+@dataclass(frozen=True)
+class LineReport:
+    analysis: LineAnalysis
+    # Loop id -> its sizing policy, for the loops that have one.
+    policies: dict[str, SizingPolicy]
 
 
 def _now() -> datetime:
@@ -189,28 +205,35 @@ async def resize_loop(db: Database, cmd: commands.ResizeLoop) -> ResizedLoop:
     async def action(conn: asyncpg.Connection) -> ResizedLoop:
         loop = await storage.get_loop(conn, cmd.site_id, cmd.loop_id, lock=True)
         audit.note_before(loop)
-        waiting = await storage.lock_waiting_cards(conn, cmd.site_id, cmd.loop_id)
-        numbered = await storage.numbered_cards(conn, cmd.site_id, cmd.loop_id)
-        now = _now()
-        resize = loop.resize(cmd.card_count, waiting, numbered, now)
-        await storage.save_loop(conn, resize.loop)
-        await storage.insert_cards(conn, resize.added)
-        for card in resize.retired:
-            await storage.save_card(conn, card)
-            signal = await storage.active_signal(conn, cmd.site_id, card.card_code)
-            sequence = await storage.next_sequence(conn, cmd.site_id, signal.station_id)
-            await storage.withdraw_signal(conn, signal, sequence)
-        await outbox.enqueue(
-            conn,
-            site_id=cmd.site_id,
-            destinations=KANBAN,
-            payload=resize.resized(cmd.reason),
-            occurred_at=now,
-        )
-        signals = [await _raise_signal(conn, resize.loop, card, now) for card in resize.added]
-        return ResizedLoop(resize.loop, resize.added, signals, resize.retired, cmd.reason)
+        return await _resize(conn, loop, cmd.card_count, cmd.reason)
 
     return await run_once(db, cmd, ResizedLoop, action)
+
+
+async def _resize(
+    conn: asyncpg.Connection, loop: Loop, card_count: int, reason: str
+) -> ResizedLoop:
+    """Resizes the loop, locked by the caller, in the caller's transaction."""
+    waiting = await storage.lock_waiting_cards(conn, loop.site_id, loop.loop_id)
+    numbered = await storage.numbered_cards(conn, loop.site_id, loop.loop_id)
+    now = _now()
+    resize = loop.resize(card_count, waiting, numbered, now)
+    await storage.save_loop(conn, resize.loop)
+    await storage.insert_cards(conn, resize.added)
+    for card in resize.retired:
+        await storage.save_card(conn, card)
+        signal = await storage.active_signal(conn, loop.site_id, card.card_code)
+        sequence = await storage.next_sequence(conn, loop.site_id, signal.station_id)
+        await storage.withdraw_signal(conn, signal, sequence)
+    await outbox.enqueue(
+        conn,
+        site_id=loop.site_id,
+        destinations=KANBAN,
+        payload=resize.resized(reason),
+        occurred_at=now,
+    )
+    signals = [await _raise_signal(conn, resize.loop, card, now) for card in resize.added]
+    return ResizedLoop(resize.loop, resize.added, signals, resize.retired, reason)
 
 
 # Queries
@@ -666,3 +689,116 @@ async def _lift_notices(
         sequence = await storage.next_sequence(conn, notice.site_id, notice.station_id)
         lifted = notice.lifted(status, card_codes.get(notice.station_id, []), sequence)
         await storage.lift_hold_notice(conn, lifted)
+
+
+# Analysis and sizing
+
+
+async def analyze_line(
+    db: Database,
+    site_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    safety: Safety = analytics.NO_SAFETY,
+) -> LineReport:
+    """The line over [start, end); loops with a sizing policy are sized with its safety."""
+    require_id("site_id", site_id)
+    end = end or _now()
+    try:
+        start = start or end - DEFAULT_WINDOW
+    except OverflowError:
+        raise InvalidArgument("end_time", "leaves no room for a window before it") from None
+    if start >= end:
+        raise InvalidArgument("start_time", "must be before end_time")
+    if end - start > MAX_WINDOW:
+        raise InvalidArgument("start_time", f"the window is at most {MAX_WINDOW.days} days")
+    async with db.pool.acquire() as conn:
+        await storage.require_site(conn, site_id)
+        shapes = await storage.loop_shapes(conn, site_id)
+        trips = await storage.card_trips(conn, site_id, start, end)
+        policies = await storage.sizing_policies(conn, site_id)
+    safeties = {loop_id: p.safety for loop_id, p in policies.items() if p.enabled}
+    analysis = analytics.analyze_line(shapes, trips, Window(start, end), safeties, safety)
+    return LineReport(analysis, policies)
+
+
+async def set_sizing_policy(db: Database, cmd: commands.SetSizingPolicy) -> SizingPolicy:
+    async def action(conn: asyncpg.Connection) -> SizingPolicy:
+        await storage.get_loop(conn, cmd.site_id, cmd.loop_id, lock=True)
+        before = await storage.get_sizing_policy(conn, cmd.site_id, cmd.loop_id)
+        audit.note_before(before or "")
+        policy = SizingPolicy(
+            site_id=cmd.site_id,
+            loop_id=cmd.loop_id,
+            enabled=cmd.enabled,
+            min_cards=cmd.min_cards,
+            max_cards=cmd.max_cards,
+            safety=cmd.safety,
+            period=cmd.period,
+            window=cmd.window,
+            checked_at=before.checked_at if before else None,
+            resized_at=before.resized_at if before else None,
+        )
+        await storage.save_sizing_policy(conn, policy)
+        return policy
+
+    return await run_once(db, cmd, SizingPolicy, action)
+
+
+async def apply_sizing_policies(db: Database) -> None:
+    """Each policy that is due looks at its loop and, if the recommendation (within its
+    bounds) differs from the loop's cards, resizes it: all in one transaction, so a
+    crash leaves the policy due and nothing half done."""
+    auth.CURRENT.set(SIZING_POLICY)
+    auth.CURRENT_RPC.set("SizingPolicy")
+    async with db.pool.acquire() as conn:
+        due = await storage.due_sizing_policies(conn, _now())
+    for site_id, loop_id in due:
+        try:
+            await _apply_sizing_policy(db, site_id, loop_id)
+        except KanbanError as error:
+            # One loop's refusal must not stop the others, nor the service.
+            log.warning("sizing_policy_failed", site_id=site_id, loop_id=loop_id, error=str(error))
+
+
+async def _apply_sizing_policy(db: Database, site_id: str, loop_id: str) -> None:
+    async with db.transaction() as conn:
+        now = _now()
+        policy = await storage.lock_due_sizing_policy(conn, site_id, loop_id, now)
+        if policy is None:
+            return
+        loop = await storage.get_loop(conn, site_id, loop_id, lock=True)
+        [shape] = [s for s in await storage.loop_shapes(conn, site_id) if s.loop_id == loop_id]
+        trips = await storage.card_trips(conn, site_id, now - policy.window, now, loop_id)
+        analysis = analytics.analyze_loop(
+            shape, trips, Window(now - policy.window, now), policy.safety
+        )
+        target = policy.target(analysis.sizing, loop.target_card_count)
+        resized = target != loop.target_card_count
+        if resized:
+            audit.note_before(loop)
+            reason = _sizing_reason(analysis, target)
+            done = await _resize(conn, loop, target, reason)
+            await audit.record(
+                conn, site_id, f"sizing:{loop_id}:{now.isoformat()}", loop_id, "OK", done
+            )
+            m.SIZING_RESIZES.labels(site_id, loop_id).inc()
+            log.info(
+                "loop_resized_by_policy",
+                site_id=site_id,
+                loop_id=loop_id,
+                cards=target,
+                reason=reason,
+            )
+        await storage.save_sizing_policy(conn, policy.checked(now, resized))
+
+
+def _sizing_reason(analysis: analytics.LoopAnalysis, target: int) -> str:
+    sizing = analysis.sizing
+    if sizing is None:
+        return f"sizing policy: {target} cards, the nearest its bounds allow (no trip completed)"
+    return (
+        f"sizing policy: demand {sizing.demand_units_per_hour:.1f}/h x lead time"
+        f" {sizing.lead_time_hours:.2f} h x (1 + {sizing.safety_factor:.2f}) needs"
+        f" {sizing.recommended_cards} cards; {target} within bounds"
+    )

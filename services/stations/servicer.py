@@ -1,6 +1,9 @@
 """gRPC face of the stations service: translates messages, nothing more."""
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from functools import partial
+from typing import Any
 
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
@@ -10,9 +13,11 @@ from services.core.db import Database
 from services.core.errors import InvalidArgument
 from services.core.feeds import Heartbeat
 from services.core.notify import Notifications
-from services.core.protobuf import timestamp
+from services.core.periodic import every
+from services.core.protobuf import read_timestamp, timestamp
 from services.core.server import Components
-from services.stations import commands, service, storage
+from services.stations import commands, metrics, service, storage
+from services.stations.analytics import Distribution, LoopAnalysis, Safety
 from services.stations.domain import (
     Board,
     Card,
@@ -28,6 +33,7 @@ from services.stations.domain import (
     Station,
     Withdrawal,
 )
+from services.stations.sizing import SizingPolicy
 
 _CARD_STATES = {
     CardState.FULL: pb.CARD_STATE_FULL,
@@ -201,6 +207,125 @@ def _board(board: Board) -> pb.GetBoardResponse:
     )
 
 
+def _safety(factor: float, service_level: float) -> Safety:
+    """Proto3 has no unset double: zero means not given."""
+    if factor and service_level:
+        raise InvalidArgument("safety_factor", "give a safety factor or a service level, not both")
+    if service_level:
+        return Safety(service_level=service_level)
+    return Safety(factor=factor)
+
+
+def _duration(field: str, value: Any) -> timedelta:
+    # Far beyond any window; keeps timedelta from overflowing on garbage.
+    if not 0 <= value.seconds <= 10**9:
+        raise InvalidArgument(f"{field}.seconds", "is not a valid duration")
+    if not 0 <= value.nanos < 1_000_000_000:
+        raise InvalidArgument(f"{field}.nanos", "is not a valid duration")
+    duration: timedelta = value.ToTimedelta()
+    return duration
+
+
+def _durations(d: Distribution) -> pb.Durations:
+    return pb.Durations(
+        count=d.count,
+        mean_seconds=d.mean,
+        stdev_seconds=d.stdev,
+        p50_seconds=d.p50,
+        p90_seconds=d.p90,
+        p99_seconds=d.p99,
+    )
+
+
+def _policy(policy: SizingPolicy) -> pb.SizingPolicy:
+    message = pb.SizingPolicy(
+        site_id=policy.site_id,
+        loop_id=policy.loop_id,
+        enabled=policy.enabled,
+        min_cards=policy.min_cards,
+        max_cards=policy.max_cards,
+        safety_factor=policy.safety.factor or 0.0,
+        service_level=policy.safety.service_level or 0.0,
+    )
+    message.period.FromTimedelta(policy.period)
+    message.window.FromTimedelta(policy.window)
+    if policy.checked_at:
+        message.checked_at.CopyFrom(timestamp(policy.checked_at))
+    if policy.resized_at:
+        message.resized_at.CopyFrom(timestamp(policy.resized_at))
+    return message
+
+
+def _loop_analysis(loop: LoopAnalysis, policy: SizingPolicy | None) -> pb.LoopAnalysis:
+    sizing = loop.sizing
+    return pb.LoopAnalysis(
+        loop_id=loop.loop_id,
+        supplier_station_id=loop.shape.supplier_station_id,
+        consumer_station_id=loop.shape.consumer_station_id,
+        container_quantity=loop.shape.container_quantity,
+        card_count=loop.shape.card_count,
+        completed_cards=loop.completed_cards,
+        throughput_units_per_hour=loop.throughput_units_per_hour,
+        consumed_cards=loop.consumed_cards,
+        consumption_units_per_hour=loop.consumption_units_per_hour,
+        consumption_trend=loop.consumption_trend,
+        lead_time=_durations(loop.lead_time),
+        waiting_time=_durations(loop.waiting_time),
+        process_time=_durations(loop.process_time),
+        average_replenishing_cards=loop.average_replenishing_cards,
+        average_inventory_units=loop.average_inventory_units,
+        average_wip_units=loop.average_wip_units,
+        wip_turnover_days=loop.wip_turnover_days,
+        inventory_turns_per_year=loop.inventory_turnover_per_year,
+        stockout_fraction=loop.stockout_fraction,
+        littles_law=pb.LittlesLaw(
+            measured_cards=loop.little.measured_cards,
+            predicted_cards=loop.little.predicted_cards,
+            adds_up=loop.little.adds_up,
+        ),
+        sizing=None
+        if sizing is None
+        else pb.Sizing(
+            current_cards=sizing.current_cards,
+            recommended_cards=sizing.recommended_cards,
+            safety_factor=sizing.safety_factor,
+            demand_units_per_hour=sizing.demand_units_per_hour,
+            lead_time_hours=sizing.lead_time_hours,
+            wip_change_units=sizing.wip_change_units,
+            stockout_risk_current=sizing.stockout_risk_current,
+            stockout_risk_recommended=sizing.stockout_risk_recommended,
+        ),
+        sizing_policy=None if policy is None else _policy(policy),
+    )
+
+
+def _line_report(report: service.LineReport) -> pb.AnalyzeLineResponse:
+    analysis = report.analysis
+    bottleneck = analysis.bottleneck
+    return pb.AnalyzeLineResponse(
+        start_time=timestamp(analysis.window.start),
+        end_time=timestamp(analysis.window.end),
+        loops=[_loop_analysis(a, report.policies.get(a.loop_id)) for a in analysis.loops],
+        stations=[
+            pb.StationAnalysis(
+                station_id=s.station_id,
+                completed_cards=s.completed_cards,
+                utilisation=s.utilisation,
+                average_queue=s.average_queue,
+                queue_growth_per_hour=s.queue_growth_per_hour,
+                starving_loops=[
+                    pb.StarvingLoop(loop_id=loop_id, stockout_fraction=share)
+                    for loop_id, share in sorted(s.starving_loops.items())
+                ],
+            )
+            for s in analysis.stations
+        ],
+        bottleneck=None
+        if bottleneck is None
+        else pb.Bottleneck(station_id=bottleneck.station_id, evidence=bottleneck.evidence),
+    )
+
+
 class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: ignore[misc]
     def __init__(self, db: Database, notifications: Notifications, settings: Settings) -> None:
         self._db = db
@@ -357,6 +482,36 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
     async def GetBoard(self, request: pb.GetBoardRequest, context: object) -> pb.GetBoardResponse:
         return _board(await service.get_board(self._db, request.site_id))
 
+    async def AnalyzeLine(
+        self, request: pb.AnalyzeLineRequest, context: object
+    ) -> pb.AnalyzeLineResponse:
+        report = await service.analyze_line(
+            self._db,
+            request.site_id,
+            read_timestamp("start_time", request),
+            read_timestamp("end_time", request),
+            _safety(request.safety_factor, request.service_level),
+        )
+        return _line_report(report)
+
+    async def SetSizingPolicy(
+        self, request: pb.SetSizingPolicyRequest, context: object
+    ) -> pb.SetSizingPolicyResponse:
+        cmd = commands.SetSizingPolicy(
+            request_id=request.request_id,
+            site_id=request.site_id,
+            loop_id=request.loop_id,
+            enabled=request.enabled,
+            min_cards=request.min_cards,
+            max_cards=request.max_cards,
+            safety=_safety(request.safety_factor, request.service_level),
+            period=_duration("period", request.period),
+            window=_duration("window", request.window),
+        )
+        return pb.SetSizingPolicyResponse(
+            policy=_policy(await service.set_sizing_policy(self._db, cmd))
+        )
+
 
 def assemble(db: Database, settings: Settings) -> Components:
     notifications = Notifications(settings.database_url, storage.SIGNALS_CHANNEL)
@@ -370,6 +525,13 @@ def assemble(db: Database, settings: Settings) -> Components:
         service_names=[
             pb.DESCRIPTOR.services_by_name["StationsService"].full_name,
         ],
-        background=[notifications.run()],
+        background=[
+            notifications.run(),
+            every(
+                settings.analysis_refresh_seconds,
+                partial(metrics.publish_analysis, db, settings.analysis_window_seconds),
+            ),
+            every(settings.sizing_check_seconds, partial(service.apply_sizing_policies, db)),
+        ],
         on_stop=[notifications.close],
     )

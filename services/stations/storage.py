@@ -1,5 +1,5 @@
-"""SQL for loops, cards, signals, instructions and lot holds. Functions take the caller's
-connection."""
+"""SQL for loops, cards, signals, instructions, lot holds and sizing policies. Functions
+take the caller's connection."""
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from services.core.errors import NotFound
+from services.stations.analytics import CardTrip, LoopShape, Safety
 from services.stations.domain import (
     Card,
     CardState,
@@ -28,6 +29,7 @@ from services.stations.domain import (
     Station,
     Withdrawal,
 )
+from services.stations.sizing import SizingPolicy
 
 SIGNALS_CHANNEL = "kanban_signals"
 # How many signals (and instructions, and lot hold notices) one read of a station's
@@ -881,3 +883,110 @@ async def hold_notices_after(
 
 async def site_ids(conn: asyncpg.Connection) -> list[str]:
     return [r["site_id"] for r in await conn.fetch("SELECT site_id FROM sites ORDER BY site_id")]
+
+
+# Analysis
+
+
+async def loop_shapes(conn: asyncpg.Connection, site_id: str) -> list[LoopShape]:
+    rows = await conn.fetch(
+        """SELECT loop_id, supplier_station_id, consumer_station_id, container_quantity,
+                  card_count
+           FROM loops WHERE site_id = $1 ORDER BY loop_id""",
+        site_id,
+    )
+    return [LoopShape(**dict(row)) for row in rows]
+
+
+async def card_trips(
+    conn: asyncpg.Connection, site_id: str, start: datetime, end: datetime, loop_id: str = ""
+) -> list[CardTrip]:
+    """The trips that overlap [start, end): raised in it, or raised before and not back
+    FULL by its start. A withdrawn signal's card retired: it made no trip."""
+    rows = await conn.fetch(
+        """SELECT loop_id, card_code, raised_at, started_at, completed_at FROM signals
+           WHERE site_id = $1 AND state <> 'WITHDRAWN' AND ($4 = '' OR loop_id = $4)
+             AND raised_at < $3 AND (raised_at >= $2 OR completed_at IS NULL OR completed_at >= $2)
+           ORDER BY raised_at""",
+        site_id,
+        start,
+        end,
+        loop_id,
+    )
+    return [CardTrip(**dict(row)) for row in rows]
+
+
+_POLICY_COLUMNS = """site_id, loop_id, enabled, min_cards, max_cards, safety_factor,
+                     service_level, period, "window", checked_at, resized_at"""
+
+
+def _policy(row: Mapping[str, Any]) -> SizingPolicy:
+    values = dict(row)
+    safety = Safety(values.pop("safety_factor"), values.pop("service_level"))
+    return SizingPolicy(**values, safety=safety)
+
+
+async def save_sizing_policy(conn: asyncpg.Connection, policy: SizingPolicy) -> None:
+    await conn.execute(
+        f"""INSERT INTO sizing_policies ({_POLICY_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+            ON CONFLICT (site_id, loop_id) DO UPDATE SET
+                enabled = $3, min_cards = $4, max_cards = $5, safety_factor = $6,
+                service_level = $7, period = $8, "window" = $9, checked_at = $10,
+                resized_at = $11""",
+        policy.site_id,
+        policy.loop_id,
+        policy.enabled,
+        policy.min_cards,
+        policy.max_cards,
+        policy.safety.factor,
+        policy.safety.service_level,
+        policy.period,
+        policy.window,
+        policy.checked_at,
+        policy.resized_at,
+    )
+
+
+async def sizing_policies(conn: asyncpg.Connection, site_id: str) -> dict[str, SizingPolicy]:
+    rows = await conn.fetch(
+        f"SELECT {_POLICY_COLUMNS} FROM sizing_policies WHERE site_id = $1", site_id
+    )
+    return {row["loop_id"]: _policy(row) for row in rows}
+
+
+async def get_sizing_policy(
+    conn: asyncpg.Connection, site_id: str, loop_id: str
+) -> SizingPolicy | None:
+    row = await conn.fetchrow(
+        f"SELECT {_POLICY_COLUMNS} FROM sizing_policies WHERE site_id = $1 AND loop_id = $2",
+        site_id,
+        loop_id,
+    )
+    return None if row is None else _policy(row)
+
+
+async def due_sizing_policies(conn: asyncpg.Connection, now: datetime) -> list[tuple[str, str]]:
+    rows = await conn.fetch(
+        """SELECT site_id, loop_id FROM sizing_policies
+           WHERE enabled AND (checked_at IS NULL OR checked_at + period <= $1)
+           ORDER BY site_id, loop_id""",
+        now,
+    )
+    return [(row["site_id"], row["loop_id"]) for row in rows]
+
+
+async def lock_due_sizing_policy(
+    conn: asyncpg.Connection, site_id: str, loop_id: str, now: datetime
+) -> SizingPolicy | None:
+    """The policy, locked, if it is still due: another replica may have just applied it."""
+    row = await conn.fetchrow(
+        f"""SELECT {_POLICY_COLUMNS} FROM sizing_policies
+            WHERE site_id = $1 AND loop_id = $2 AND enabled
+              AND (checked_at IS NULL OR checked_at + period <= $3)
+            FOR UPDATE SKIP LOCKED""",
+        site_id,
+        loop_id,
+        now,
+    )
+    return None if row is None else _policy(row)

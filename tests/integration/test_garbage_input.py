@@ -36,7 +36,7 @@ from typing import Any
 import asyncpg
 import grpc
 import pytest
-from google.protobuf import message_factory, timestamp_pb2
+from google.protobuf import duration_pb2, message_factory, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from kanban.alerts.v1 import alerts_pb2
@@ -577,6 +577,16 @@ class Plant:
             ),
             stations + "WatchSignals": dict(station_id="STAMP", after_sequence=0),
             stations + "GetBoard": dict(),
+            stations + "AnalyzeLine": dict(service_level=0.95),
+            stations + "SetSizingPolicy": dict(
+                loop_id="P",
+                enabled=True,
+                min_cards=2,
+                max_cards=6,
+                service_level=0.9,
+                period=duration_pb2.Duration(seconds=86400),
+                window=duration_pb2.Duration(seconds=604800),
+            ),
             stock + "CreateWarehouse": dict(warehouse_id="WH", name="Main"),
             stock + "CreateLocation": dict(
                 location_id="BIN-C", warehouse_id="WH", kind=stock_pb2.LOCATION_KIND_WAREHOUSE_BIN

@@ -94,6 +94,19 @@ def test_missing_optionals_round_trip_as_none():
     assert round_trip(Tree, bare) == bare
 
 
+@dataclass(frozen=True)
+class Shift:
+    length: timedelta
+    pause: timedelta | None
+
+
+def test_durations_round_trip_as_seconds():
+    shift = Shift(timedelta(hours=8, milliseconds=5), None)
+
+    assert codec.to_plain(shift) == {"length": 28800.005, "pause": None}
+    assert round_trip(Shift, shift) == shift
+
+
 def test_dumps_is_compact_and_sorted():
     assert codec.dumps(Leaf(Colour.RED, None)) == '{"at":null,"colour":"red","note":null}'
 

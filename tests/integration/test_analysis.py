@@ -1,0 +1,193 @@
+"""AnalyzeLine and sizing policies on the running services, against figures worked by hand."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
+from kanban.stations.v1 import stations_pb2 as pb
+
+from services.stations import metrics
+from tests.conftest import eventually, new_id, refused
+
+HOUR = timedelta(hours=1)
+
+
+def stamp(moment: datetime) -> Timestamp:
+    message = Timestamp()
+    message.FromDatetime(moment)
+    return message
+
+
+async def make_trips(stack, line, t0: datetime) -> None:
+    """Loop P's cards (500 each, 3 cards): P-001 out at t0, started at 0.5 h, full at
+    2 h; P-002 out at 1 h, started 1.5 h, full 3 h; P-003 out at 4.5 h, not started.
+    The real RPCs make the trips, then their times are moved to these."""
+    for card in ("P-001", "P-002"):
+        await line.scan("WELD", card)
+        await line.start("STAMP", card)
+        await line.complete("STAMP", card, new_id("LOT"), 500)
+    await line.scan("WELD", "P-003")
+    times = {
+        "P-001": (t0, t0 + 0.5 * HOUR, t0 + 2 * HOUR),
+        "P-002": (t0 + HOUR, t0 + 1.5 * HOUR, t0 + 3 * HOUR),
+        "P-003": (t0 + 4.5 * HOUR, None, None),
+    }
+    async with stack.stations_service.db.pool.acquire() as conn:
+        for card, (raised, started, completed) in times.items():
+            await conn.execute(
+                """UPDATE signals SET raised_at = $3, started_at = $4, completed_at = $5
+                   WHERE site_id = $1 AND card_code = $2""",
+                line.site_id,
+                card,
+                raised,
+                started,
+                completed,
+            )
+
+
+async def analyze(stack, line, start: datetime, end: datetime, **safety):
+    return await stack.stations.AnalyzeLine(
+        pb.AnalyzeLineRequest(
+            site_id=line.site_id, start_time=stamp(start), end_time=stamp(end), **safety
+        )
+    )
+
+
+async def test_the_line_over_a_window_by_hand(stack, line):
+    t0 = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    await make_trips(stack, line, t0)
+
+    report = await analyze(stack, line, t0, t0 + 5 * HOUR)
+
+    loops = {loop.loop_id: loop for loop in report.loops}
+    p = loops["P"]
+    assert (p.completed_cards, p.consumed_cards) == (2, 3)
+    assert p.throughput_units_per_hour == 200.0  # 2 x 500 in 5 h
+    assert p.consumption_units_per_hour == 300.0
+    assert (p.lead_time.count, p.lead_time.p50_seconds) == (2, 7200.0)
+    assert p.waiting_time.mean_seconds == 1800.0
+    # (2 h + 2 h + 0.5 h) away over 5 h; throughput x lead time 2/5 h x 2 h = 0.8.
+    assert round(p.average_replenishing_cards, 9) == 0.9
+    assert round(p.littles_law.predicted_cards, 9) == 0.8
+    assert p.littles_law.adds_up
+    assert p.stockout_fraction == 0.0
+    # ceil(300 units/h x 2 h / 500) = 2 cards, one fewer than now.
+    assert (p.sizing.current_cards, p.sizing.recommended_cards) == (3, 2)
+    assert p.sizing.wip_change_units == -500
+    assert not loops["W"].HasField("sizing")  # nothing went round W
+    stations = {s.station_id: s for s in report.stations}
+    # Stamping worked 0.5-3 h of 5.
+    assert round(stations["STAMP"].utilisation, 9) == 0.5
+    assert stations["WELD"].utilisation == 0.0
+    assert report.bottleneck.station_id == "STAMP"
+    assert report.bottleneck.evidence
+
+    safer = await analyze(stack, line, t0, t0 + 5 * HOUR, safety_factor=1.0)
+    assert {loop.loop_id: loop for loop in safer.loops}["P"].sizing.recommended_cards == 3
+
+
+async def test_analysis_gauges_follow_the_line(stack, line):
+    await make_trips(stack, line, datetime.now(UTC) - 5 * HOUR)
+
+    async def published() -> bool:
+        utilisation = metrics.STATION_UTILISATION.labels(line.site_id, "STAMP")._value.get()
+        # Over the last 24 hours stamping worked 2.5 h.
+        return abs(utilisation - 2.5 / 24) < 1e-6
+
+    await eventually(published)
+    assert metrics.BOTTLENECK.labels(line.site_id, "STAMP")._value.get() == 1
+    assert metrics.LOOP_CARDS.labels(line.site_id, "P", "recommended")._value.get() == 1
+
+
+async def test_bad_analysis_requests_are_refused_by_field(stack, line):
+    t0 = datetime(2026, 12, 1, tzinfo=UTC)
+
+    backwards = await refused(analyze(stack, line, t0, t0 - HOUR))
+    too_long = await refused(analyze(stack, line, t0 - timedelta(days=400), t0))
+    both = await refused(analyze(stack, line, t0 - HOUR, t0, safety_factor=0.2, service_level=0.9))
+    certain = await refused(analyze(stack, line, t0 - HOUR, t0, service_level=1.0))
+    unknown = await refused(
+        stack.stations.AnalyzeLine(pb.AnalyzeLineRequest(site_id=new_id("nowhere")))
+    )
+
+    assert (backwards.code, backwards.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["start_time"])
+    assert too_long.fields == ["start_time"]
+    assert both.fields == ["safety_factor"]
+    assert certain.fields == ["service_level"]
+    assert unknown.code == grpc.StatusCode.NOT_FOUND
+
+
+def policy_request(line, **fields) -> pb.SetSizingPolicyRequest:
+    values = dict(
+        request_id=new_id("r"), site_id=line.site_id, loop_id="P", enabled=True, min_cards=2
+    )
+    request = pb.SetSizingPolicyRequest(**{**values, "max_cards": 5, **fields})
+    request.period.FromTimedelta(timedelta(days=1))
+    request.window.FromTimedelta(timedelta(hours=6))
+    return request
+
+
+async def test_a_sizing_policy_resizes_once_per_period_within_its_bounds(stack, line):
+    await make_trips(stack, line, datetime.now(UTC) - 5 * HOUR)
+    resizes = metrics.SIZING_RESIZES.labels(line.site_id, "P")
+
+    set_policy = await stack.stations.SetSizingPolicy(policy_request(line))
+    assert set_policy.policy.enabled and set_policy.policy.period.ToTimedelta().days == 1
+
+    async def resized() -> bool:
+        found = await stack.stations.GetLoop(pb.GetLoopRequest(site_id=line.site_id, loop_id="P"))
+        return found.loop.target_card_count == 2
+
+    # 1,500 units over 6 h x 2 h lead time / 500 = 1 card; the policy's minimum is 2.
+    await eventually(resized)
+    report = await analyze(stack, line, datetime.now(UTC) - HOUR, datetime.now(UTC))
+    [p] = [loop for loop in report.loops if loop.loop_id == "P"]
+    assert p.sizing_policy.HasField("resized_at")
+    # Checked many times since (every 0.2 s), resized once: at most once per period.
+    checked_at = p.sizing_policy.checked_at.ToDatetime()
+    await stack.stations.ResizeLoop(
+        pb.ResizeLoopRequest(
+            request_id=new_id("r"), site_id=line.site_id, loop_id="P", card_count=4, reason="x"
+        )
+    )
+    # The policy is checked every 0.2 s: a second resize would show within a second.
+    await asyncio.sleep(1.0)
+    audit = audit_pb2_grpc.AuditServiceStub(stack.channels[0])
+    records = await audit.ListAuditRecords(
+        audit_pb2.ListAuditRecordsRequest(site_id=line.site_id, actor="sizing-policy")
+    )
+    assert [(r.rpc, r.target) for r in records.records] == [("SizingPolicy", "P")]
+    assert "sizing policy" in records.records[0].after
+    assert resizes._value.get() == 1
+    again = await analyze(stack, line, datetime.now(UTC) - HOUR, datetime.now(UTC))
+    [p] = [loop for loop in again.loops if loop.loop_id == "P"]
+    assert p.sizing_policy.checked_at.ToDatetime() == checked_at
+    found = await stack.stations.GetLoop(pb.GetLoopRequest(site_id=line.site_id, loop_id="P"))
+    assert found.loop.target_card_count == 4
+
+
+async def test_bad_sizing_policies_are_refused_by_field(stack, line):
+    inverted = await refused(stack.stations.SetSizingPolicy(policy_request(line, max_cards=1)))
+    no_loop = policy_request(line)
+    no_loop.loop_id = "NOPE"
+    missing = await refused(stack.stations.SetSizingPolicy(no_loop))
+    hasty = policy_request(line)
+    hasty.period.FromTimedelta(timedelta(seconds=5))
+
+    assert (inverted.code, inverted.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["max_cards"])
+    assert missing.code == grpc.StatusCode.NOT_FOUND
+    assert (await refused(stack.stations.SetSizingPolicy(hasty))).fields == ["period"]
+
+
+async def test_a_retried_policy_request_changes_nothing_more(stack, line):
+    request = policy_request(line, service_level=0.95)
+    first = await stack.stations.SetSizingPolicy(request)
+    again = await stack.stations.SetSizingPolicy(request)
+
+    assert first == again
+    assert again.policy.service_level == 0.95
+    reused = policy_request(line, max_cards=9)
+    reused.request_id = request.request_id
+    assert (await refused(stack.stations.SetSizingPolicy(reused))).fields == ["request_id"]
