@@ -113,13 +113,13 @@ LOOP_CONSUMPTION_TREND = Gauge(
 )
 LOOP_LEAD_TIME = Gauge(
     "kanban_loop_lead_time_window_seconds",
-    "Lead time from EMPTY to FULL of the cards completed over the window, by quantile.",
-    ("site_id", "loop_id", "quantile"),
+    "Lead time from EMPTY to FULL of the cards completed over the window, by percentile.",
+    ("site_id", "loop_id", "percentile"),
 )
 LOOP_WAITING_TIME = Gauge(
     "kanban_loop_waiting_time_window_seconds",
-    "From EMPTY until the supplier started, over the window, by quantile.",
-    ("site_id", "loop_id", "quantile"),
+    "From EMPTY until the supplier started, over the window, by percentile (p50, p90, p99).",
+    ("site_id", "loop_id", "percentile"),
 )
 LOOP_AVERAGE_WIP = Gauge(
     "kanban_loop_average_wip_units",
