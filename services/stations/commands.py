@@ -218,4 +218,5 @@ class SetSizingPolicy:
 
 def require_duration(field: str, value: timedelta, least: timedelta, most: timedelta) -> None:
     if not least <= value <= most:
-        raise InvalidArgument(field, f"must be from {least} to {most.days} days")
+        # Its seconds are what is out of range (nanos alone cannot be).
+        raise InvalidArgument(f"{field}.seconds", f"must be from {least} to {most.days} days")

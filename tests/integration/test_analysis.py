@@ -178,7 +178,7 @@ async def test_bad_sizing_policies_are_refused_by_field(stack, line):
 
     assert (inverted.code, inverted.fields) == (grpc.StatusCode.INVALID_ARGUMENT, ["max_cards"])
     assert missing.code == grpc.StatusCode.NOT_FOUND
-    assert (await refused(stack.stations.SetSizingPolicy(hasty))).fields == ["period"]
+    assert (await refused(stack.stations.SetSizingPolicy(hasty))).fields == ["period.seconds"]
 
 
 async def test_a_retried_policy_request_changes_nothing_more(stack, line):

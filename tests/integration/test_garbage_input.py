@@ -1063,6 +1063,8 @@ TIED = [
     {"due_after", "due_before"},
     {"rule", "value"},
     {"scope", "scope_id"},
+    {"min_cards", "max_cards"},
+    {"safety_factor", "service_level"},
 ]
 
 
