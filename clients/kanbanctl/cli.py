@@ -5,6 +5,8 @@
   kanbanctl board PLANT1                      the line at a glance
   kanbanctl export wip PLANT1 -o wip.csv      WIP per loop, for a spreadsheet
   kanbanctl export stock PLANT1 -o stock.csv  stock on hand per location, item and lot
+  kanbanctl simulate examples/line.yaml --cards FRAME=5
+                                              preview a change on a simulated line
   kanbanctl token issue --name erp-sap --role erp
                                               issue (list, revoke) a bearer token
 
@@ -15,18 +17,20 @@ the database instead (DATABASE_URL, else the embedded one of `make run`).
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 from kanban.stations.v1 import stations_pb2, stations_pb2_grpc
 from kanban.stock.v1 import stock_pb2, stock_pb2_grpc
 
-from clients.kanbanctl import board, export, sheet, sheet_pdf, sheet_svg
+from clients.kanbanctl import board, drive, export, sheet, sheet_pdf, sheet_svg
+from clients.kanbanctl import simulate as simulating
 from clients.kanbanctl.apply import apply_layout
 from clients.kanbanctl.layout import LayoutError, load_layout
 from clients.kanbanctl.paging import all_pages
@@ -113,6 +117,8 @@ def parser() -> argparse.ArgumentParser:
         export_one.add_argument("site")
         export_one.add_argument("-o", "--output", default=STDOUT, help="default: - (stdout)")
 
+    _add_simulate(commands)
+
     token = commands.add_parser(
         "token",
         help="issue, list and revoke bearer tokens (see: kanbanctl token --help)",
@@ -120,6 +126,60 @@ def parser() -> argparse.ArgumentParser:
     )
     token.add_argument("arguments", nargs=argparse.REMAINDER)
     return main
+
+
+def _add_simulate(commands: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    sim = commands.add_parser(
+        "simulate",
+        help="simulate a line from its layout file, and preview a change",
+        description="A discrete-event simulation of the layout's line, with the process "
+        "times and demand of its simulation: section (see clients/kanbanctl/simulate.py). "
+        "Reports per loop WIP, throughput, stockouts, lead times and recommended cards, per "
+        "station utilisation, the bottleneck and the demand served. With --cards, "
+        "--container or --demand(-scale) it runs the line as it is and as changed, with "
+        "the same seed, side by side. With --drive it plays the run against the stations "
+        "service of a site applied from the same file (needs operator rights at each "
+        "station, e.g. an admin token).",
+    )
+    sim.add_argument("file", type=Path, help="the layout, e.g. examples/line.yaml")
+    sim.add_argument("--hours", type=float, help="simulated hours measured (default: the file's)")
+    sim.add_argument("--warmup-hours", type=float, help="left out before (default: the file's)")
+    sim.add_argument("--seed", type=int, help="default: the file's")
+    sim.add_argument(
+        "--cards", action="append", default=[], metavar="LOOP=N", help="a loop's cards"
+    )
+    sim.add_argument(
+        "--container", action="append", default=[], metavar="LOOP=Q", help="a container's units"
+    )
+    sim.add_argument(
+        "--demand",
+        action="append",
+        default=[],
+        metavar="STATION=UNITS_PER_HOUR",
+        help="demand at a pacemaker",
+    )
+    sim.add_argument("--demand-scale", type=float, default=1.0, metavar="F", help="all demand x F")
+    sim.add_argument("--json", action="store_true", help="print the result as JSON")
+    sim.add_argument(
+        "--drive", action="store_true", help="play the run against the real stations service"
+    )
+    sim.add_argument(
+        "--speed", type=float, default=1.0, metavar="F", help="with --drive: F simulated s a second"
+    )
+
+
+def _pairs(option: str, values: Sequence[str], kind: type[int] | type[float]) -> dict[str, Any]:
+    pairs: dict[str, Any] = {}
+    for value in values:
+        key, equals, number = value.partition("=")
+        try:
+            if not (key and equals):
+                raise ValueError(value)
+            pairs[key] = kind(number)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise simulating.SimulationError(f"{option} {value}: give NAME={what}") from None
+    return pairs
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -145,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Runs a command, printing to `out` (and `err`); returns the exit status."""
     try:
+        if args.command == "simulate":
+            return await _simulate(args, out)
         async with _connect(args) as channels:
             if args.command == "apply":
                 return await _apply(channels, args.file, out)
@@ -164,7 +226,7 @@ async def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if hint := _HINTS.get(error.code()):
             print(f"kanbanctl: {hint}", file=err)
         return 1
-    except (LayoutError, OSError) as error:
+    except (LayoutError, simulating.SimulationError, OSError) as error:
         print(f"kanbanctl: {error}", file=err)
         return 1
 
@@ -177,6 +239,37 @@ async def _connect(args: argparse.Namespace) -> AsyncIterator[Channels]:
         client.channel(args.orders_addr, args.token) as orders,
     ):
         yield Channels(stations, stock, orders)
+
+
+async def _simulate(args: argparse.Namespace, out: TextIO) -> int:
+    model, settings = simulating.model_from_layout(load_layout(args.file))
+    changes = simulating.Changes(
+        cards=_pairs("--cards", args.cards, int),
+        container=_pairs("--container", args.container, int),
+        demand=_pairs("--demand", args.demand, float),
+        demand_scale=args.demand_scale,
+    )
+    changed_model = simulating.apply_changes(model, changes)
+    hours = settings.hours if args.hours is None else args.hours
+    warmup = settings.warmup_hours if args.warmup_hours is None else args.warmup_hours
+    seed = settings.seed if args.seed is None else args.seed
+    baseline = simulating.simulate(model, hours, warmup, seed)
+    changed = simulating.simulate(changed_model, hours, warmup, seed) if changes else None
+    if args.drive:
+        played = changed or baseline
+        async with client.channel(args.stations_addr, args.token) as stations:
+            await drive.drive(stations, changed_model, played.actions, args.speed, out)
+        return 0
+    if args.json:
+        result = {
+            "changes": changes.describe(),
+            "baseline": baseline.to_json(),
+            "changed": changed.to_json() if changed else None,
+        }
+        print(json.dumps(result, indent=2), file=out)
+    else:
+        print(simulating.render(baseline, changed, changes), file=out)
+    return 0
 
 
 async def _apply(channels: Channels, file: Path, out: TextIO) -> int:

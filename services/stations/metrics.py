@@ -248,12 +248,12 @@ def publish_line(site_id: str, analysis: LineAnalysis) -> None:
 
 def _set_quantiles(gauge: Gauge, labels: tuple[str, str], durations: Distribution) -> None:
     if durations.count:
-        for quantile, value in (
-            ("0.5", durations.p50),
-            ("0.9", durations.p90),
-            ("0.99", durations.p99),
+        for percentile, value in (
+            ("p50", durations.p50),
+            ("p90", durations.p90),
+            ("p99", durations.p99),
         ):
-            gauge.labels(*labels, quantile).set(value)
+            gauge.labels(*labels, percentile).set(value)
 
 
 async def publish_analysis(db: Database, window_seconds: float) -> None:

@@ -28,7 +28,7 @@ def provisioned_datasource_uid() -> str:
 def test_the_dashboards_are_json_with_unique_uids_and_panel_ids():
     dashboards = load_dashboards()  # raises on invalid JSON
 
-    assert len(dashboards) == 3, DASHBOARD_FILES
+    assert len(dashboards) == 4, DASHBOARD_FILES
     uids = Counter(d["uid"] for d in dashboards.values())
     assert [uid for uid, n in uids.items() if n > 1] == []
     for path, dashboard in dashboards.items():

@@ -16,6 +16,8 @@ SETTINGS = {
     "KANBAN_HEARTBEAT_SECONDS": "0.5",
     "KANBAN_SHUTDOWN_GRACE_SECONDS": "1",
     "KANBAN_LOG_LEVEL": "INFO",
+    # The line's analysis gauges within a second of the data, for the dashboards' test.
+    "KANBAN_ANALYSIS_REFRESH_SECONDS": "1",
     # These tests kill processes; tests/integration/test_access.py covers tokens.
     "KANBAN_AUTH": "off",
 }

@@ -293,3 +293,33 @@ async def test_tokens_are_issued_listed_and_revoked_through_the_token_command(da
     assert "planner-1  planner" in await kanbanctl_token("list")
     assert "revoked 1 token(s)" in await kanbanctl_token("revoke", "--name", "planner-1")
     assert "usage:" in await kanbanctl_token("--help")
+
+
+async def test_a_simulated_run_drives_the_real_line_card_for_card(stack, tmp_path):
+    site_id = new_id("sim")
+    layout = example(site_id)
+    status, _, printed = await apply(stack, tmp_path, layout)
+    assert status == 0, printed
+    path = tmp_path / "simulated.yaml"
+    path.write_text(yaml.safe_dump(layout))
+
+    # Twelve simulated hours in a second or so.
+    argv = ["simulate", str(path), "--hours", "12", "--warmup-hours", "0", "--drive"]
+    status, out, err = await kanbanctl(stack, *argv, "--speed", "100000")
+    assert (status, err) == (0, "")
+    scans, starts, completes = (int(out.split()[-n]) for n in (6, 4, 2))
+    assert scans >= starts >= completes > 10, out[-300:]
+
+    board = await stack.stations.GetBoard(pb.GetBoardRequest(site_id=site_id))
+    # Every card the run emptied and did not refill is still on its way back.
+    in_flight = sum(s.loop.card_count - s.full_cards for s in board.loops)
+    assert in_flight == scans - completes
+    assert sum(s.full_cards for s in board.loops) == 7 - in_flight
+
+
+async def test_driving_a_site_the_file_does_not_describe_is_refused(stack, tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(example(new_id("absent"))))
+    status, out, err = await kanbanctl(stack, "simulate", str(path), "--drive", "--hours", "1")
+    assert (status, out) == (1, "")
+    assert "not on site" in err and "kanbanctl apply" in err
