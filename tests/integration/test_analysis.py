@@ -1,6 +1,7 @@
 """AnalyzeLine and sizing policies on the running services, against figures worked by hand."""
 
 import asyncio
+import random
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -191,3 +192,73 @@ async def test_a_retried_policy_request_changes_nothing_more(stack, line):
     reused = policy_request(line, max_cards=9)
     reused.request_id = request.request_id
     assert (await refused(stack.stations.SetSizingPolicy(reused))).fields == ["request_id"]
+
+
+async def test_a_policy_resizing_under_racing_scans_keeps_the_cap_and_one_signal_per_card(
+    stack, line
+):
+    """Consumers scan and suppliers refill a loop of 8 cards while its policy (2 to 3
+    cards) shrinks it: no card retires twice or FULL, every other emptied card
+    raised exactly one signal, and the cap holds."""
+    await line.create_loop("R", "PART", "STAMP", "WELD", 8, 10)
+    codes = [f"R-{n:03d}" for n in range(1, 9)]
+    rng = random.Random(7)
+    scans: list[pb.ScanCardResponse] = []
+    policy = policy_request(line, loop_id="R", max_cards=3)
+    resized, scanned = asyncio.Event(), asyncio.Event()
+
+    async def loop_r() -> pb.GetLoopResponse:
+        return await stack.stations.GetLoop(pb.GetLoopRequest(site_id=line.site_id, loop_id="R"))
+
+    async def consumer() -> None:
+        # Until the policy has resized and 20 scans after (or a minute: then it failed).
+        deadline = asyncio.get_running_loop().time() + 60
+        after = 0
+        while after < 20 and asyncio.get_running_loop().time() < deadline:
+            try:
+                scans.append(await line.scan("WELD", rng.choice(codes)))
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+            after += resized.is_set()
+        scanned.set()
+
+    async def supplier(n: int) -> None:
+        while not scanned.is_set():
+            try:
+                started = await line.start("STAMP")
+                await line.complete("STAMP", started.card.card_code, new_id(f"L{n}"), 10)
+            except grpc.aio.AioRpcError as error:
+                assert error.code() == grpc.StatusCode.FAILED_PRECONDITION, error.details()
+                await asyncio.sleep(0.01)
+            if (await loop_r()).loop.target_card_count != 8:
+                resized.set()
+
+    async def planner() -> None:
+        await asyncio.sleep(0.1)  # some trips first, for the policy to measure
+        await stack.stations.SetSizingPolicy(policy)
+
+    await asyncio.gather(consumer(), consumer(), supplier(1), supplier(2), planner())
+    assert resized.is_set(), "the policy never resized the loop"
+
+    found = await loop_r()
+    in_loop = [c for c in found.cards if c.state != pb.CARD_STATE_RETIRED]
+    assert 2 <= found.loop.target_card_count <= 3
+    assert found.loop.card_count == len(in_loop) >= found.loop.target_card_count
+    held = sum(c.quantity for c in in_loop) + 10 * sum(
+        c.state == pb.CARD_STATE_IN_PROCESS for c in in_loop
+    )
+    assert held <= found.loop.cap_units == 10 * found.loop.card_count
+    retired_on_scan = [s.card.card_code for s in scans if s.card.state == pb.CARD_STATE_RETIRED]
+    with_signal = [s for s in scans if s.HasField("signal")]
+    assert len(retired_on_scan) + len(with_signal) == len(scans)
+    async with stack.stations_service.db.pool.acquire() as conn:
+        signals = await conn.fetch(
+            "SELECT card_code, state FROM signals WHERE site_id = $1 AND loop_id = 'R'",
+            line.site_id,
+        )
+    # The policy retired, at once, cards EMPTY and not started: their signals withdrawn.
+    retired_at_once = [r["card_code"] for r in signals if r["state"] == "WITHDRAWN"]
+    retired = retired_on_scan + retired_at_once
+    assert len(set(retired)) == len(retired), "a card retired twice"
+    assert len(in_loop) + len(retired) == 8
+    assert len(signals) == len(with_signal)
