@@ -343,4 +343,5 @@ def watch_alerts(
         heartbeat_seconds,
         read_after=lambda conn, cursor: storage.alerts_after(conn, site_id, cursor),
         read_last=lambda conn: storage.last_sequence(conn, site_id),
+        page_size=storage.FEED_PAGE,
     )

@@ -27,6 +27,8 @@ from services.core.errors import NotFound
 ALERTS_CHANNEL = "kanban_alerts"
 # The evaluator wakes on this channel when an event changed a site's picture.
 PICTURE_CHANNEL = "kanban_alerts_picture"
+# How many alerts one read of WatchAlerts's feed returns at most.
+FEED_PAGE = 500
 
 # The picture
 
@@ -410,9 +412,10 @@ async def list_alerts(
 async def alerts_after(conn: asyncpg.Connection, site_id: str, sequence: int) -> list[Alert]:
     rows = await conn.fetch(
         """SELECT * FROM alerts WHERE site_id = $1 AND sequence > $2
-           ORDER BY sequence LIMIT 500""",
+           ORDER BY sequence LIMIT $3""",
         site_id,
         sequence,
+        FEED_PAGE,
     )
     return [_alert(r) for r in rows]
 

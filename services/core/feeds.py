@@ -39,8 +39,12 @@ async def follow(
     heartbeat_seconds: float,
     read_after: Callable[[asyncpg.Connection, int], Awaitable[Sequence[T]]],
     read_last: Callable[[asyncpg.Connection], Awaitable[int]],
+    page_size: int,
 ) -> AsyncIterator[T | Heartbeat]:
     """Items after the cursor in sequence order, then new ones as `key` is notified.
+
+    `read_after` returns at most `page_size` items, or at least that many when there
+    may be more; fewer means it read everything committed before it.
 
     Ends at shutdown (notifications closed): the client reconnects, perhaps to
     another replica, from the last sequence it saw, and misses nothing.
@@ -57,7 +61,9 @@ async def follow(
             for item in items:
                 cursor = item.sequence
                 yield item
-            if items:
+            # A short read saw all that was committed before it, and anything
+            # committed since has set `woken`: no need to read again to find nothing.
+            if len(items) >= page_size:
                 continue
             try:
                 await asyncio.wait_for(woken.wait(), heartbeat_seconds)

@@ -207,6 +207,7 @@ def watch_orders(
         heartbeat_seconds,
         read_after=lambda conn, cursor: storage.updates_after(conn, site_id, cursor),
         read_last=lambda conn: storage.last_update_sequence(conn, site_id),
+        page_size=storage.FEED_PAGE,
     )
 
 

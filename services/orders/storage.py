@@ -10,6 +10,8 @@ from services.core.events import InstructionCompleted
 from services.orders.domain import Order, OrderState, Product
 
 UPDATES_CHANNEL = "kanban_order_updates"
+# How many order updates one read of WatchOrders's feed returns at most.
+FEED_PAGE = 1000
 
 _PRODUCT_COLUMNS = """site_id, item_id, pacemaker_station_id, container_quantity,
                       finished_goods_location_id"""
@@ -211,7 +213,7 @@ async def append_update(conn: asyncpg.Connection, order: Order) -> int:
 
 
 async def updates_after(
-    conn: asyncpg.Connection, site_id: str, after_sequence: int, limit: int = 1000
+    conn: asyncpg.Connection, site_id: str, after_sequence: int, limit: int = FEED_PAGE
 ) -> list[OrderUpdate]:
     rows = await conn.fetch(
         f"""SELECT sequence, {_ORDER_COLUMNS} FROM order_updates

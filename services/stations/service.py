@@ -460,6 +460,7 @@ async def watch_signals(
         heartbeat_seconds,
         read_after=lambda conn, cursor: storage.feed_after(conn, site_id, station_id, cursor),
         read_last=lambda conn: storage.last_sequence(conn, site_id, station_id),
+        page_size=storage.FEED_PAGE,
     ):
         if taken_back := _takes_back(item):
             what, first_sequence = taken_back

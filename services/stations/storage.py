@@ -736,20 +736,24 @@ async def feed_after(
 ) -> list[FeedItem]:
     """The station's open signals, open instructions, withdrawals and lot hold notices
     after the cursor, in sequence order, at most a page of each."""
-    signals = await open_signals_after(conn, site_id, station_id, after_sequence)
-    withdrawn = await withdrawn_signals_after(conn, site_id, station_id, after_sequence)
-    notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
-    rows = await conn.fetch(
-        f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence, first_sequence FROM instructions
-            WHERE site_id = $1 AND station_id = $2
-              AND ((state = 'OPEN' AND sequence > $3)
-                   OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
-            ORDER BY coalesce(withdrawn_sequence, sequence) LIMIT $4""",
-        site_id,
-        station_id,
-        after_sequence,
-        FEED_PAGE,
-    )
+    # One snapshot for the four reads: otherwise a signal committed between two of
+    # them could be passed over by the cursor, moved on by a later item seen after.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        signals = await open_signals_after(conn, site_id, station_id, after_sequence)
+        withdrawn = await withdrawn_signals_after(conn, site_id, station_id, after_sequence)
+        notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
+        rows = await conn.fetch(
+            f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence, first_sequence
+                FROM instructions
+                WHERE site_id = $1 AND station_id = $2
+                  AND ((state = 'OPEN' AND sequence > $3)
+                       OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
+                ORDER BY coalesce(withdrawn_sequence, sequence) LIMIT $4""",
+            site_id,
+            station_id,
+            after_sequence,
+            FEED_PAGE,
+        )
     instructions: list[Instruction | Withdrawal] = []
     for row in rows:
         fields = dict(row)
