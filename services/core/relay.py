@@ -93,16 +93,17 @@ class Relay:
     ) -> int:
         """Sends the oldest undelivered events; marks them delivered once acknowledged."""
         async with self._db.transaction() as conn:
-            if not await conn.fetchval(
-                "SELECT pg_try_advisory_xact_lock(hashtext($1))",
-                f"relay:{self._db.schema}:{destination}",
-            ):
-                return 0
+            # The lock and the read in one round trip: no rows when another replica
+            # holds the lock (the CTE is evaluated once, before the read).
             rows = await conn.fetch(
-                """SELECT id, event_id, site_id, event_type, payload, occurred_at FROM outbox
-                   WHERE destination = $1 AND delivered_at IS NULL ORDER BY id LIMIT $2""",
+                """WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS locked)
+                   SELECT id, event_id, site_id, event_type, payload, occurred_at
+                   FROM relay, outbox
+                   WHERE relay.locked AND destination = $1 AND delivered_at IS NULL
+                   ORDER BY id LIMIT $2""",
                 destination,
                 BATCH_SIZE,
+                f"relay:{self._db.schema}:{destination}",
             )
             if not rows:
                 return 0

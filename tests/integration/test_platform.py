@@ -19,7 +19,7 @@ from services.core.migrations import migrate
 from services.core.server import Components, ServiceSpec, start_service
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
-from tests.conftest import Line, fast_settings, new_id
+from tests.conftest import Line, eventually, fast_settings, new_id
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -152,3 +152,33 @@ async def test_a_service_whose_background_work_dies_says_it_failed(database_url)
         await asyncio.wait_for(service.failed.wait(), 10)
     finally:
         await service.stop(0)
+
+
+async def test_a_relay_sends_only_while_it_holds_its_destinations_lock(stack, line, database_url):
+    """Replicas each run a relay; the one that holds the destination's lock sends, so
+    events leave in commit order. Held elsewhere, nothing goes until it is let go."""
+    lock = "relay:stations:stock"
+    conn = await asyncpg.connect(database_url)
+
+    async def pending() -> int:
+        return await conn.fetchval(
+            """SELECT count(*) FROM stations.outbox
+               WHERE site_id = $1 AND destination = 'stock' AND delivered_at IS NULL""",
+            line.site_id,
+        )
+
+    try:
+        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+        await line.scan("WELD", "P-001")
+        waiting = await pending()
+        # The relay is woken by the scan's commit, and polls every 0.2 s besides.
+        await asyncio.sleep(1.0)
+        assert await pending() == waiting > 0
+        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+        assert await eventually(lambda: _none(pending))
+    finally:
+        await conn.close()
+
+
+async def _none(count) -> bool:
+    return await count() == 0
