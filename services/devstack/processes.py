@@ -33,17 +33,26 @@ FAST_RECONNECT = [
 _LISTEN_PORTS = range(20000, 32768)
 
 
+# Ports already given to a service: one not started yet is free to bind, and gRPC
+# binds with SO_REUSEPORT, so a second service on it would share it without a word.
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A port nothing listens on now, outside the range outgoing connections use."""
+    """A port nothing listens on now and not given before, outside the range
+    outgoing connections use."""
     while True:
         port = random.choice(_LISTEN_PORTS)
+        if port in _GIVEN:
+            continue
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
             try:
                 # "::" also covers 0.0.0.0, as the services bind it.
                 sock.bind(("::", port))
             except OSError:
                 continue
-            return port
+        _GIVEN.add(port)
+        return port
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
