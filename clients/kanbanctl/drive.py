@@ -12,8 +12,7 @@ the pacemaker's consumption shows as its scans.
 
 import asyncio
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import TextIO
 
 import grpc
@@ -21,14 +20,6 @@ from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
 from clients.kanbanctl.simulate import Action, LineModel, SimulationError
-
-
-@dataclass
-class Driven:
-    """What the drive sent: calls by kind, and where it stopped."""
-
-    calls: dict[str, int] = field(default_factory=lambda: {"scan": 0, "start": 0, "complete": 0})
-    simulated_seconds: float = 0.0
 
 
 async def card_codes(
@@ -77,61 +68,42 @@ async def drive(
     actions: Sequence[Action],
     speed: float,
     out: TextIO,
-    now: Callable[[], float] | None = None,
-) -> Driven:
+) -> None:
     """Sends each action when its simulated time, divided by `speed`, has come."""
     if speed <= 0:
         raise SimulationError("--speed: must be above 0")
     stub = stations_pb2_grpc.StationsServiceStub(channel)
     codes = await card_codes(stub, model)
-    clock = now or asyncio.get_running_loop().time
+    clock = asyncio.get_running_loop().time
     started = clock()
     run = uuid.uuid4().hex[:8]
-    driven = Driven()
-    site = model.site_id
+    calls = dict.fromkeys(("scan", "start", "complete"), 0)
     for action in actions:
         delay = started + action.at_seconds / speed - clock()
         if delay > 0:
             await asyncio.sleep(delay)
         code = codes[(action.loop_id, action.card_code)]
-        request_id = f"sim-{run}-{sum(driven.calls.values()) + 1}"
+        card = {
+            "request_id": f"sim-{run}-{sum(calls.values()) + 1}",
+            "site_id": model.site_id,
+            "station_id": action.station_id,
+            "card_code": code,
+        }
         if action.kind == "scan":
-            await stub.ScanCard(
-                pb.ScanCardRequest(
-                    request_id=request_id,
-                    site_id=site,
-                    station_id=action.station_id,
-                    card_code=code,
-                )
-            )
+            await stub.ScanCard(pb.ScanCardRequest(**card))
         elif action.kind == "start":
-            await stub.StartSignal(
-                pb.StartSignalRequest(
-                    request_id=request_id,
-                    site_id=site,
-                    station_id=action.station_id,
-                    card_code=code,
-                )
-            )
+            await stub.StartSignal(pb.StartSignalRequest(**card))
         else:
+            lot_id = f"SIM-{run}-{calls['complete'] + 1}"
             await stub.CompleteCard(
-                pb.CompleteCardRequest(
-                    request_id=request_id,
-                    site_id=site,
-                    station_id=action.station_id,
-                    card_code=code,
-                    lot_id=f"SIM-{run}-{driven.calls['complete'] + 1}",
-                    quantity=action.quantity,
-                )
+                pb.CompleteCardRequest(**card, lot_id=lot_id, quantity=action.quantity)
             )
-        driven.calls[action.kind] += 1
-        driven.simulated_seconds = action.at_seconds
+        calls[action.kind] += 1
         print(f"{_clock(action.at_seconds)} {action.kind:<8} {action.station_id} {code}", file=out)
     print(
-        "drove {scan} scans, {start} starts, {complete} completions".format(**driven.calls),
+        "drove {scan} scans, {start} starts, {complete} completions".format(**calls),
         file=out,
     )
-    return driven
 
 
 def _clock(seconds: float) -> str:

@@ -55,7 +55,6 @@ from clients.kanbanctl.layout import (
 from services.stations.analytics import (
     HOUR,
     CardTrip,
-    LineAnalysis,
     LoopShape,
     Window,
     analyze_line,
@@ -308,7 +307,6 @@ class Result:
     demand: list[DemandResult]
     bottleneck: BottleneckResult | None
     # Not in the JSON: the raw material the figures came from.
-    analysis: LineAnalysis = field(repr=False, compare=False)
     trips: list[CardTrip] = field(repr=False, compare=False)
     actions: list[Action] = field(repr=False, compare=False)
 
@@ -607,7 +605,6 @@ class _Run:
             stations,
             demand,
             bottleneck,
-            analysis,
             trips,
             self.actions,
         )

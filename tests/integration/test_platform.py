@@ -175,10 +175,10 @@ async def test_a_relay_sends_only_while_it_holds_its_destinations_lock(stack, li
         await asyncio.sleep(1.0)
         assert await pending() == waiting > 0
         await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
-        assert await eventually(lambda: _none(pending))
+
+        async def delivered() -> bool:
+            return await pending() == 0
+
+        assert await eventually(delivered)
     finally:
         await conn.close()
-
-
-async def _none(count) -> bool:
-    return await count() == 0
