@@ -864,6 +864,12 @@ class Database:
                 """EXISTS (SELECT 1 FROM alerts.alerts WHERE site_id = ANY($1::text[])
                            AND state <> 'RESOLVED' AND clear_since IS NOT NULL)"""
             ]
+            # A sizing policy an accepted request enabled, due to resize its loop.
+            + [
+                """EXISTS (SELECT 1 FROM stations.sizing_policies
+                           WHERE site_id = ANY($1::text[]) AND enabled
+                             AND (checked_at IS NULL OR checked_at + period <= now()))"""
+            ]
         )
 
     async def rows(self) -> Rows:
