@@ -518,41 +518,6 @@ async def withdraw_signal(conn: asyncpg.Connection, signal: Signal, sequence: in
     await notify_station(conn, signal.site_id, signal.station_id)
 
 
-async def withdrawn_signals_after(
-    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
-) -> list[SignalWithdrawal]:
-    rows = await conn.fetch(
-        f"""SELECT {_SIGNAL_COLUMNS}, withdrawn_sequence FROM signals
-            WHERE site_id = $1 AND station_id = $2 AND state = 'WITHDRAWN'
-              AND withdrawn_sequence > $3
-            ORDER BY withdrawn_sequence LIMIT $4""",
-        site_id,
-        station_id,
-        after_sequence,
-        FEED_PAGE,
-    )
-    withdrawals = []
-    for row in rows:
-        fields = dict(row)
-        sequence = fields.pop("withdrawn_sequence")
-        withdrawals.append(SignalWithdrawal(_signal(fields), sequence))
-    return withdrawals
-
-
-async def open_signals_after(
-    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
-) -> list[Signal]:
-    rows = await conn.fetch(
-        f"""SELECT {_SIGNAL_COLUMNS} FROM signals
-            WHERE site_id = $1 AND station_id = $2 AND state = 'OPEN' AND sequence > $3
-            ORDER BY sequence LIMIT 1000""",
-        site_id,
-        station_id,
-        after_sequence,
-    )
-    return [_signal(r) for r in rows]
-
-
 async def last_sequence(conn: asyncpg.Connection, site_id: str, station_id: str) -> int:
     value = await conn.fetchval(
         "SELECT last_sequence FROM stations WHERE site_id = $1 AND station_id = $2",
@@ -731,53 +696,6 @@ async def withdraw_instruction(
     await notify_station(conn, instruction.site_id, instruction.station_id)
 
 
-async def feed_after(
-    conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
-) -> list[FeedItem]:
-    """The station's open signals, open instructions, withdrawals and lot hold notices
-    after the cursor, in sequence order, at most a page of each."""
-    # One snapshot for the four reads: otherwise a signal committed between two of
-    # them could be passed over by the cursor, moved on by a later item seen after.
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        signals = await open_signals_after(conn, site_id, station_id, after_sequence)
-        withdrawn = await withdrawn_signals_after(conn, site_id, station_id, after_sequence)
-        notices = await hold_notices_after(conn, site_id, station_id, after_sequence)
-        rows = await conn.fetch(
-            f"""SELECT {_INSTRUCTION_COLUMNS}, withdrawn_sequence, first_sequence
-                FROM instructions
-                WHERE site_id = $1 AND station_id = $2
-                  AND ((state = 'OPEN' AND sequence > $3)
-                       OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
-                ORDER BY coalesce(withdrawn_sequence, sequence) LIMIT $4""",
-            site_id,
-            station_id,
-            after_sequence,
-            FEED_PAGE,
-        )
-    instructions: list[Instruction | Withdrawal] = []
-    for row in rows:
-        fields = dict(row)
-        withdrawn_sequence = fields.pop("withdrawn_sequence")
-        first_sequence = fields.pop("first_sequence")
-        instruction = _instruction(fields)
-        instructions.append(
-            instruction
-            if withdrawn_sequence is None
-            else Withdrawal(instruction, withdrawn_sequence, first_sequence)
-        )
-    feed: list[FeedItem] = sorted(
-        [*signals, *withdrawn, *instructions, *notices], key=lambda i: i.sequence
-    )
-    # A full page may have more after it: stop where the first full page ends, so
-    # that the cursor never jumps over what the other pages did not reach.
-    pages: tuple[Sequence[FeedItem], ...] = (signals, withdrawn, instructions, notices)
-    horizon = min(
-        (page[-1].sequence for page in pages if len(page) == FEED_PAGE),
-        default=None,
-    )
-    return [item for item in feed if horizon is None or item.sequence <= horizon]
-
-
 async def open_instruction_counts(conn: asyncpg.Connection, site_id: str) -> dict[str, int]:
     rows = await conn.fetch(
         """SELECT station_id, count(*) AS n FROM instructions
@@ -793,7 +711,7 @@ _NOTICE_COLUMNS = """site_id, station_id, held_sequence, lot_id, item_id, reason
                      status, lifted_sequence"""
 
 
-def _notice(row: asyncpg.Record) -> LotHoldNotice:
+def _notice(row: Mapping[str, Any]) -> LotHoldNotice:
     fields = dict(row)
     lifted_sequence = fields.pop("lifted_sequence")
     return LotHoldNotice(
@@ -868,21 +786,69 @@ async def lift_hold_notice(conn: asyncpg.Connection, notice: LotHoldNotice) -> N
     await notify_station(conn, notice.site_id, notice.station_id)
 
 
-async def hold_notices_after(
+# Feeds
+
+# A station's feed: its open signals, withdrawals, open instructions and lot hold
+# notices after the cursor, at most a page of each. One statement is one snapshot,
+# so a signal committed between two of the reads cannot be passed over by the
+# cursor, moved on by a later item; and a supplier's wake-up is one round trip.
+_FEED = f"""SELECT
+    ARRAY(SELECT row({_SIGNAL_COLUMNS}) FROM signals
+          WHERE site_id = $1 AND station_id = $2 AND state = 'OPEN' AND sequence > $3
+          ORDER BY sequence LIMIT $4) AS signals,
+    ARRAY(SELECT row({_SIGNAL_COLUMNS}, withdrawn_sequence) FROM signals
+          WHERE site_id = $1 AND station_id = $2 AND state = 'WITHDRAWN'
+            AND withdrawn_sequence > $3
+          ORDER BY withdrawn_sequence LIMIT $4) AS withdrawn,
+    ARRAY(SELECT row({_INSTRUCTION_COLUMNS}, withdrawn_sequence, first_sequence)
+          FROM instructions
+          WHERE site_id = $1 AND station_id = $2
+            AND ((state = 'OPEN' AND sequence > $3)
+                 OR (state = 'WITHDRAWN' AND withdrawn_sequence > $3))
+          ORDER BY coalesce(withdrawn_sequence, sequence) LIMIT $4) AS instructions,
+    ARRAY(SELECT row({_NOTICE_COLUMNS}) FROM lot_hold_notices
+          WHERE site_id = $1 AND station_id = $2
+            AND ((status = 'HELD' AND held_sequence > $3) OR lifted_sequence > $3)
+          ORDER BY coalesce(lifted_sequence, held_sequence) LIMIT $4) AS notices"""
+
+
+def _named(columns: str, values: Sequence[Any]) -> dict[str, Any]:
+    """An anonymous row (a tuple) as a mapping, by the column list it was built from."""
+    return dict(zip((c.strip() for c in columns.split(",")), values, strict=True))
+
+
+async def feed_after(
     conn: asyncpg.Connection, site_id: str, station_id: str, after_sequence: int
-) -> list[LotHoldNotice]:
-    """Holds still in place announced after the cursor, and liftings after it."""
-    rows = await conn.fetch(
-        f"""SELECT {_NOTICE_COLUMNS} FROM lot_hold_notices
-            WHERE site_id = $1 AND station_id = $2
-              AND ((status = 'HELD' AND held_sequence > $3) OR lifted_sequence > $3)
-            ORDER BY coalesce(lifted_sequence, held_sequence) LIMIT $4""",
-        site_id,
-        station_id,
-        after_sequence,
-        FEED_PAGE,
+) -> list[FeedItem]:
+    """The station's open signals, open instructions, withdrawals and lot hold notices
+    after the cursor, in sequence order, at most a page of each."""
+    row = await conn.fetchrow(_FEED, site_id, station_id, after_sequence, FEED_PAGE)
+    signals = [_signal(_named(_SIGNAL_COLUMNS, values)) for values in row["signals"]]
+    withdrawn = [
+        SignalWithdrawal(_signal(_named(_SIGNAL_COLUMNS, values[:-1])), values[-1])
+        for values in row["withdrawn"]
+    ]
+    instructions: list[Instruction | Withdrawal] = []
+    for values in row["instructions"]:
+        *fields, withdrawn_sequence, first_sequence = values
+        instruction = _instruction(_named(_INSTRUCTION_COLUMNS, fields))
+        instructions.append(
+            instruction
+            if withdrawn_sequence is None
+            else Withdrawal(instruction, withdrawn_sequence, first_sequence)
+        )
+    notices = [_notice(_named(_NOTICE_COLUMNS, values)) for values in row["notices"]]
+    feed: list[FeedItem] = sorted(
+        [*signals, *withdrawn, *instructions, *notices], key=lambda i: i.sequence
     )
-    return [_notice(r) for r in rows]
+    # A full page may have more after it: stop where the first full page ends, so
+    # that the cursor never jumps over what the other pages did not reach.
+    pages: tuple[Sequence[FeedItem], ...] = (signals, withdrawn, instructions, notices)
+    horizon = min(
+        (page[-1].sequence for page in pages if len(page) == FEED_PAGE),
+        default=None,
+    )
+    return [item for item in feed if horizon is None or item.sequence <= horizon]
 
 
 async def site_ids(conn: asyncpg.Connection) -> list[str]:

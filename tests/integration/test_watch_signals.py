@@ -7,8 +7,9 @@ from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
 from services.core.server import start_service
+from services.stations import storage
 from services.stations.app import SPEC as STATIONS
-from tests.conftest import fast_settings
+from tests.conftest import Line, fast_settings, new_id
 
 
 class Terminal:
@@ -135,3 +136,46 @@ async def test_shutdown_ends_signal_streams_so_terminals_reconnect(stack, line, 
         assert await call.code() == grpc.StatusCode.OK
     finally:
         await channel.close()
+
+
+async def test_a_feed_longer_than_a_page_comes_whole_and_in_order(stack, monkeypatch):
+    monkeypatch.setattr(storage, "FEED_PAGE", 2)
+    line = await Line(stack.stations, new_id("site")).create(cards=6)
+    codes = [f"P-00{n}" for n in range(1, 6)]
+    for code in codes:
+        await line.scan("WELD", code)
+    terminal = Terminal(stack.stations, line.site_id, "STAMP")
+    try:
+        # Five open signals, read two at a time.
+        seen = [await terminal.next_signal() for _ in codes]
+        assert [(s.card_code, s.sequence) for s in seen] == list(
+            zip(codes, range(1, 6), strict=True)
+        )
+
+        # Down to one card: the five waiting ones retire and their signals are withdrawn.
+        await line.stub.ResizeLoop(
+            pb.ResizeLoopRequest(
+                request_id=new_id("r"),
+                site_id=line.site_id,
+                loop_id="P",
+                card_count=1,
+                reason="demand fell",
+            )
+        )
+        resumed = Terminal(stack.stations, line.site_id, "STAMP", after=seen[-1].sequence)
+        try:
+            withdrawals = [await next_withdrawal(resumed) for _ in codes]
+            assert sorted(w.card_code for w in withdrawals) == codes
+            sequences = [w.sequence for w in withdrawals]
+            assert sequences == sorted(set(sequences)) and sequences[0] > seen[-1].sequence
+        finally:
+            resumed.disconnect()
+    finally:
+        terminal.disconnect()
+
+
+async def next_withdrawal(terminal: Terminal) -> pb.SignalWithdrawal:
+    while True:
+        message = await asyncio.wait_for(terminal.messages.get(), 30)
+        if message.HasField("signal_withdrawal"):
+            return message.signal_withdrawal
