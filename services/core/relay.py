@@ -1,13 +1,17 @@
 """Delivers outbox events to other services, in order, until acknowledged.
 
-One relay per destination runs at a time across all replicas (an advisory lock),
-so each destination receives events in the order they were committed.
-Delivery is at least once; receivers drop duplicates by event id.
+One relay per destination runs at a time across all replicas, so each destination
+receives events in the order they were committed: the relay that sends holds the
+destination's advisory lock on a connection of its own for as long as it lives. The
+others wait to take it over; PostgreSQL lets it go when that connection ends,
+however its process died. Delivery is at least once; receivers drop duplicates by
+event id.
 """
 
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
@@ -43,6 +47,7 @@ class Relay:
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._db = db
+        self._url = url
         self._source = source
         self._peers = peers
         self._poll_seconds = poll_seconds
@@ -68,10 +73,15 @@ class Relay:
             stub = events_pb2_grpc.EventSinkServiceStub(channel)
             with self._notifications.subscribe("") as wake:
                 while True:
-                    wake.clear()
                     try:
-                        sent = await self.deliver_batch(destination, stub)
-                        backoff = 0.1
+                        async with self._sender(destination) as conn:
+                            while True:
+                                wake.clear()
+                                sent = await self.deliver_batch(conn, destination, stub)
+                                backoff = 0.1
+                                if sent < BATCH_SIZE:
+                                    with contextlib.suppress(TimeoutError):
+                                        await asyncio.wait_for(wake.wait(), self._poll_seconds)
                     except (
                         grpc.RpcError,
                         OSError,
@@ -83,38 +93,53 @@ class Relay:
                         log.warning("relay_failed", destination=destination, error=str(error))
                         await asyncio.sleep(backoff)
                         backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-                        continue
-                    if sent < BATCH_SIZE:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), self._poll_seconds)
+
+    @contextlib.asynccontextmanager
+    async def _sender(self, destination: str) -> AsyncIterator[asyncpg.Connection]:
+        """A connection that holds the destination's lock, once no other relay does."""
+        conn = await asyncpg.connect(
+            self._url,
+            server_settings={
+                "search_path": self._db.schema,
+                "application_name": f"kanban-{self._db.schema}-relay",
+            },
+        )
+        try:
+            # Waits in PostgreSQL while another relay holds it: granted when that
+            # relay's session ends.
+            await conn.execute(
+                "SELECT pg_advisory_lock(hashtext($1))", f"relay:{self._db.schema}:{destination}"
+            )
+            yield conn
+        finally:
+            # Cut, not closed politely: the lock goes with the session either way.
+            conn.terminate()
 
     async def deliver_batch(
-        self, destination: str, stub: events_pb2_grpc.EventSinkServiceStub
+        self,
+        conn: asyncpg.Connection,
+        destination: str,
+        stub: events_pb2_grpc.EventSinkServiceStub,
     ) -> int:
-        """Sends the oldest undelivered events; marks them delivered once acknowledged."""
-        async with self._db.transaction() as conn:
-            # The lock and the read in one round trip: no rows when another replica
-            # holds the lock (the CTE is evaluated once, before the read).
-            rows = await conn.fetch(
-                """WITH relay AS (SELECT pg_try_advisory_xact_lock(hashtext($3)) AS locked)
-                   SELECT id, event_id, site_id, event_type, payload, occurred_at
-                   FROM relay, outbox
-                   WHERE relay.locked AND destination = $1 AND delivered_at IS NULL
-                   ORDER BY id LIMIT $2""",
-                destination,
-                BATCH_SIZE,
-                f"relay:{self._db.schema}:{destination}",
-            )
-            if not rows:
-                return 0
-            request = events_pb2.DeliverEventsRequest(events=[self._to_proto(r) for r in rows])
-            await stub.DeliverEvents(
-                request, timeout=self._timeout_seconds, metadata=self._metadata
-            )
-            await conn.execute(
-                "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])",
-                [r["id"] for r in rows],
-            )
+        """Sends the oldest undelivered events; marks them delivered once acknowledged.
+
+        `conn` holds the destination's lock, so no transaction is needed: no other
+        relay touches these rows, and a crash between the send and the mark only
+        sends them again. Two round trips per batch."""
+        rows = await conn.fetch(
+            """SELECT id, event_id, site_id, event_type, payload, occurred_at FROM outbox
+               WHERE destination = $1 AND delivered_at IS NULL ORDER BY id LIMIT $2""",
+            destination,
+            BATCH_SIZE,
+        )
+        if not rows:
+            return 0
+        request = events_pb2.DeliverEventsRequest(events=[self._to_proto(r) for r in rows])
+        await stub.DeliverEvents(request, timeout=self._timeout_seconds, metadata=self._metadata)
+        await conn.execute(
+            "UPDATE outbox SET delivered_at = now() WHERE id = ANY($1::bigint[])",
+            [r["id"] for r in rows],
+        )
         metrics.OUTBOX_DELIVERED.labels(destination).inc(len(rows))
         return len(rows)
 

@@ -156,9 +156,12 @@ async def test_a_service_whose_background_work_dies_says_it_failed(database_url)
 
 async def test_a_relay_sends_only_while_it_holds_its_destinations_lock(stack, line, database_url):
     """Replicas each run a relay; the one that holds the destination's lock sends, so
-    events leave in commit order. Held elsewhere, nothing goes until it is let go."""
+    events leave in commit order. When its session ends, however its process died, a
+    waiting relay takes over; while another holds the lock, nothing goes."""
     lock = "relay:stations:stock"
     conn = await asyncpg.connect(database_url)
+    # Stands in for a relay of another replica: it queues for the lock.
+    other = await asyncpg.connect(database_url)
 
     async def pending() -> int:
         return await conn.fetchval(
@@ -168,17 +171,31 @@ async def test_a_relay_sends_only_while_it_holds_its_destinations_lock(stack, li
         )
 
     try:
-        await conn.execute("SELECT pg_advisory_lock(hashtext($1))", lock)
+        holder = await conn.fetchval(
+            """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                 AND objid = hashtext($1)::oid""",
+            lock,
+        )
+        assert holder is not None  # the stack's stations relay
+        queued = asyncio.create_task(other.execute("SELECT pg_advisory_lock(hashtext($1))", lock))
+        await asyncio.sleep(0.2)
+        assert not queued.done()
+        # The holder's session ends as if its process had died: the queued one gets it.
+        await conn.execute("SELECT pg_terminate_backend($1)", holder)
+        await asyncio.wait_for(queued, 10)
+
         await line.scan("WELD", "P-001")
         waiting = await pending()
         # The relay is woken by the scan's commit, and polls every 0.2 s besides.
         await asyncio.sleep(1.0)
         assert await pending() == waiting > 0
-        await conn.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
+        await other.execute("SELECT pg_advisory_unlock(hashtext($1))", lock)
 
         async def delivered() -> bool:
             return await pending() == 0
 
+        # The stack's relay connected again, waited for the lock, and sends.
         assert await eventually(delivered)
     finally:
+        await other.close()
         await conn.close()
