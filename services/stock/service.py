@@ -489,10 +489,11 @@ async def _apply_kanban_move(
     entry = move.entry
     site_id, item_id, lot_id = entry.site_id, entry.item_id, entry.lot_id
     # Finished-goods locations are named by orders' products; stock learns them here.
-    await storage.insert_location(
-        conn, Location(site_id, entry.location_id, "", LocationKind.LINE_SIDE)
+    await storage.learn_location_and_item(
+        conn,
+        Location(site_id, entry.location_id, "", LocationKind.LINE_SIDE),
+        Item(site_id, item_id, DEFAULT_UNIT),
     )
-    await storage.insert_item(conn, Item(site_id, item_id, DEFAULT_UNIT))
     try:
         if entry.kind is MovementKind.RECEIPT:
             lot = await _lot_for_receipt(

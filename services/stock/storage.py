@@ -92,6 +92,24 @@ async def insert_location(conn: asyncpg.Connection, location: Location) -> Locat
     return _location(row)
 
 
+async def learn_location_and_item(conn: asyncpg.Connection, location: Location, item: Item) -> None:
+    """Makes sure a location and an item exist, as given unless already stored: one
+    round trip for what every kanban move needs."""
+    await conn.execute(
+        """WITH location AS (
+               INSERT INTO locations (site_id, location_id, warehouse_id, kind)
+               VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING)
+           INSERT INTO items (site_id, item_id, unit_of_measure) VALUES ($1, $5, $6)
+           ON CONFLICT DO NOTHING""",
+        location.site_id,
+        location.location_id,
+        location.warehouse_id,
+        location.kind.value,
+        item.item_id,
+        item.unit_of_measure,
+    )
+
+
 async def get_location(conn: asyncpg.Connection, site_id: str, location_id: str) -> Location:
     row = await conn.fetchrow(
         "SELECT * FROM locations WHERE site_id = $1 AND location_id = $2", site_id, location_id
@@ -299,9 +317,16 @@ async def lock_on_hand(
 
 
 async def insert_entry(conn: asyncpg.Connection, entry: Entry, event_id: str | None) -> Entry:
-    """Appends to the ledger and keeps on_hand, its running sum, in step."""
+    """Appends to the ledger and keeps on_hand, its running sum, in step: one statement."""
     movement_id = await conn.fetchval(
-        """INSERT INTO movements (site_id, event_id, kind, location_id, item_id, lot_id, quantity,
+        # The row as first inserted must pass the CHECK too, hence greatest(); a
+        # withdrawal always finds its row, since check_take saw the quantity there.
+        """WITH kept AS (
+               INSERT INTO on_hand (site_id, location_id, item_id, lot_id, quantity)
+               VALUES ($1, $4, $5, $6, greatest($7::bigint, 0))
+               ON CONFLICT (site_id, location_id, item_id, lot_id)
+               DO UPDATE SET quantity = on_hand.quantity + $7)
+           INSERT INTO movements (site_id, event_id, kind, location_id, item_id, lot_id, quantity,
                                   actor, reason, reference, request_id, occurred_at)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id""",
         entry.site_id,
@@ -316,19 +341,6 @@ async def insert_entry(conn: asyncpg.Connection, entry: Entry, event_id: str | N
         entry.reference,
         entry.request_id,
         entry.occurred_at,
-    )
-    await conn.execute(
-        # The row as first inserted must pass the CHECK too, hence greatest(); a
-        # withdrawal always finds its row, since check_take saw the quantity there.
-        """INSERT INTO on_hand (site_id, location_id, item_id, lot_id, quantity)
-           VALUES ($1, $2, $3, $4, greatest($5::bigint, 0))
-           ON CONFLICT (site_id, location_id, item_id, lot_id)
-           DO UPDATE SET quantity = on_hand.quantity + $5""",
-        entry.site_id,
-        entry.location_id,
-        entry.item_id,
-        entry.lot_id,
-        entry.quantity,
     )
     return Entry(**{**entry.__dict__, "movement_id": int(movement_id)})
 
