@@ -6,6 +6,7 @@ JSON; this turns them back into the dataclasses the service layer speaks.
 
 import dataclasses
 import enum
+import functools
 import json
 import types
 import typing
@@ -15,9 +16,20 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+# Per class, once: these run for every answer, audit record and event.
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
 def to_plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {name: to_plain(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, datetime):
@@ -45,7 +57,7 @@ def _decode(hint: Any, data: Any) -> Any:
         items = [_decode(inner, v) for v in data]
         return tuple(items) if origin is tuple else items
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        hints = typing.get_type_hints(hint)
+        hints = _type_hints(hint)
         return hint(**{name: _decode(hints[name], v) for name, v in data.items()})
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(data)
