@@ -102,6 +102,10 @@ class Relay:
             server_settings={
                 "search_path": self._db.schema,
                 "application_name": f"kanban-{self._db.schema}-relay",
+                # A delivered mark lost with the last moments before a crash of
+                # PostgreSQL only sends those events again, and receivers drop
+                # duplicates: the mark need not wait for the disk.
+                "synchronous_commit": "off",
             },
         )
         try:
