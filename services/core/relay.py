@@ -19,7 +19,6 @@ import structlog
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
 from services.core import client, codec, event_codec, metrics
-from services.core.db import Database
 from services.core.events import PAYLOAD_TYPES
 from services.core.notify import Notifications
 from services.core.outbox import CHANNEL_PREFIX
@@ -36,7 +35,7 @@ _RECONNECT = [("grpc.max_reconnect_backoff_ms", int(MAX_BACKOFF_SECONDS * 1000))
 class Relay:
     def __init__(
         self,
-        db: Database,
+        schema: str,
         url: str,
         source: str,
         peers: dict[str, str],
@@ -46,7 +45,8 @@ class Relay:
         token: str = "",
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
-        self._db = db
+        # The relay reads and marks its outbox on connections of its own, not the pool.
+        self._schema = schema
         self._url = url
         self._source = source
         self._peers = peers
@@ -56,7 +56,7 @@ class Relay:
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         # TLS to the peers when set (tls.channel_credentials); plaintext otherwise.
         self._credentials = credentials
-        self._notifications = Notifications(url, CHANNEL_PREFIX + db.schema)
+        self._notifications = Notifications(url, CHANNEL_PREFIX + schema)
 
     async def run(self) -> None:
         """Runs until cancelled: one delivery loop per destination, woken by NOTIFY."""
@@ -88,6 +88,10 @@ class Relay:
                         asyncpg.PostgresError,
                         # The connection died under the batch, e.g. a PostgreSQL restart.
                         asyncpg.InterfaceError,
+                        # The session was ended while the connection sat idle (the
+                        # server's notice came in before the socket closed): the next
+                        # statement finds the protocol in the wrong state.
+                        asyncpg.InternalClientError,
                     ) as error:
                         metrics.OUTBOX_FAILURES.labels(destination).inc()
                         log.warning("relay_failed", destination=destination, error=str(error))
@@ -100,8 +104,8 @@ class Relay:
         conn = await asyncpg.connect(
             self._url,
             server_settings={
-                "search_path": self._db.schema,
-                "application_name": f"kanban-{self._db.schema}-relay",
+                "search_path": self._schema,
+                "application_name": f"kanban-{self._schema}-relay",
                 # A delivered mark lost with the last moments before a crash of
                 # PostgreSQL only sends those events again, and receivers drop
                 # duplicates: the mark need not wait for the disk.
@@ -112,7 +116,7 @@ class Relay:
             # Waits in PostgreSQL while another relay holds it: granted when that
             # relay's session ends.
             await conn.execute(
-                "SELECT pg_advisory_lock(hashtext($1))", f"relay:{self._db.schema}:{destination}"
+                "SELECT pg_advisory_lock(hashtext($1))", f"relay:{self._schema}:{destination}"
             )
             yield conn
         finally:

@@ -224,7 +224,7 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
             raise SystemExit(f"{spec.name}: set KANBAN_<NAME>_ADDR for {', '.join(missing)}")
         peers = {d: settings.peers[d] for d in spec.destinations}
         relay = Relay(
-            db,
+            db.schema,
             settings.database_url,
             spec.name,
             peers,

@@ -61,8 +61,8 @@ def _location(row: asyncpg.Record) -> Location:
 
 
 # Inserts a row unless its key exists, and returns what is stored, in one round trip
-# (every kanban move makes sure of its location and item). A row that a transaction
-# still open inserts meanwhile is not in this statement's snapshot: then read again.
+# (a location or item created, or one a loop names). A row that a transaction still
+# open inserts meanwhile is not in this statement's snapshot: then read again.
 _INSERTED_OR_STORED = """WITH inserted AS ({insert} ON CONFLICT DO NOTHING RETURNING *)
     SELECT * FROM inserted UNION ALL SELECT * FROM {table} WHERE {key} LIMIT 1"""
 _INSERT_LOCATION = _INSERTED_OR_STORED.format(

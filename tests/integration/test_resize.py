@@ -79,11 +79,9 @@ async def test_removing_cards_retires_empty_ones_now_and_the_next_to_come_back(s
         assert shrunk.retired_cards[0].state == pb.CARD_STATE_RETIRED
         assert (shrunk.loop.card_count, shrunk.loop.target_card_count) == (2, 1)
         # The terminal that saw P-002's signal is told to drop it.
-        message = await asyncio.wait_for(terminal.messages.get(), 30)
-        while not message.HasField("signal_withdrawal"):
-            message = await asyncio.wait_for(terminal.messages.get(), 30)
-        assert message.signal_withdrawal.card_code == "P-002"
-        assert message.signal_withdrawal.signal_sequence == seen[1].sequence
+        withdrawal = await terminal.next_withdrawal()
+        assert withdrawal.card_code == "P-002"
+        assert withdrawal.signal_sequence == seen[1].sequence
     finally:
         terminal.disconnect()
 

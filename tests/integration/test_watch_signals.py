@@ -32,6 +32,12 @@ class Terminal:
             if message.HasField("signal"):
                 return message.signal
 
+    async def next_withdrawal(self, timeout: float = 30) -> pb.SignalWithdrawal:
+        while True:
+            message = await asyncio.wait_for(self.messages.get(), timeout)
+            if message.HasField("signal_withdrawal"):
+                return message.signal_withdrawal
+
     async def next_heartbeat(self, timeout: float = 30) -> pb.Heartbeat:
         while True:
             message = await asyncio.wait_for(self.messages.get(), timeout)
@@ -164,7 +170,7 @@ async def test_a_feed_longer_than_a_page_comes_whole_and_in_order(stack, monkeyp
         )
         resumed = Terminal(stack.stations, line.site_id, "STAMP", after=seen[-1].sequence)
         try:
-            withdrawals = [await next_withdrawal(resumed) for _ in codes]
+            withdrawals = [await resumed.next_withdrawal() for _ in codes]
             assert sorted(w.card_code for w in withdrawals) == codes
             sequences = [w.sequence for w in withdrawals]
             assert sequences == sorted(set(sequences)) and sequences[0] > seen[-1].sequence
@@ -172,10 +178,3 @@ async def test_a_feed_longer_than_a_page_comes_whole_and_in_order(stack, monkeyp
             resumed.disconnect()
     finally:
         terminal.disconnect()
-
-
-async def next_withdrawal(terminal: Terminal) -> pb.SignalWithdrawal:
-    while True:
-        message = await asyncio.wait_for(terminal.messages.get(), 30)
-        if message.HasField("signal_withdrawal"):
-            return message.signal_withdrawal
