@@ -186,3 +186,34 @@ def test_cpu_and_peak_memory_of_a_process_come_from_proc():
     assert usage.cpu_seconds(os.getpid()) >= spent
     assert usage.peak_rss_mib(os.getpid()) > 1
     assert usage.spent({"a": 1.0, "b": 2.0}, {"a": 1.5, "c": 9.0}) == {"a": 0.5}
+
+
+def test_postgres_time_is_split_by_client_over_the_backends_read_twice():
+    clients = {10: "stations", 11: "stations", 12: "stations-relay", 13: "stock"}
+    measured = usage.Usage({}, None, clients)
+    before = {10: 1.0, 11: 2.0, 12: 0.5, 13: 4.0}
+    # Backend 13 closed between the readings; 14 was not there at the first.
+    after = {10: 1.5, 11: 2.25, 12: 0.75, 14: 3.0}
+    assert measured.by_client(before, after, postgres=2.0) == {
+        "pg stations": 0.75,
+        "pg stations-relay": 0.25,
+        "pg other": 1.0,
+    }
+    assert measured.by_client(before, after, postgres=None) == {
+        "pg stations": 0.75,
+        "pg stations-relay": 0.25,
+    }
+
+
+def test_the_table_shows_postgres_time_per_client_after_the_processes():
+    measured = result()
+    measured.phases[0].cpu |= {"pg stations": 2.0, "pg stations-relay": 0.5, "pg orders": 0.0}
+    lines = render(measured).splitlines()
+    header = next(n for n, line in enumerate(lines) if line.startswith("PostgreSQL for"))
+    # A client that took no time in any phase is left out.
+    assert lines[header].split()[2:] == ["stations", "stations-relay"]
+    # Saturation: 1000 calls, so 2.0 s is 2.00 ms a call.
+    assert lines[header + 1].split()[-2:] == ["2.00", "0.50"]
+    assert lines[header + 2].split()[-2:] == ["2.00", "0.50"]
+    processes = next(line for line in lines if line.startswith("CPU seconds"))
+    assert processes.split()[2:] == ["k6", "stations"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from tools.bench.h2load import latency_percentiles
 from tools.bench.k6 import Call, Run
+from tools.bench.usage import PG_PREFIX
 
 SATURATION = "saturation"
 PERCENTILES = ("p50_ms", "p95_ms", "p99_ms")
@@ -177,22 +178,42 @@ def render(result: Result) -> str:
     return "\n".join(lines)
 
 
+MIN_CLIENT_SECONDS = 0.01
+
+
 def cpu_table(result: Result) -> list[str]:
-    """CPU seconds per process and phase; at saturation also CPU ms per call."""
-    names = sorted({name for phase in result.phases for name in phase.cpu})
-    header = f"{'CPU seconds':<21} " + " ".join(f"{name:>9}" for name in names)
-    lines = [header]
+    """CPU seconds per process and phase, then PostgreSQL's per client (those that
+    took a hundredth of a second in some phase: the JSON has them all); at saturation
+    also CPU ms per call."""
+    every = sorted({name for phase in result.phases for name in phase.cpu})
+    processes = [name for name in every if not name.startswith(PG_PREFIX)]
+    clients = [
+        name.removeprefix(PG_PREFIX)
+        for name in every
+        if name.startswith(PG_PREFIX)
+        and any(phase.cpu.get(name, 0.0) >= MIN_CLIENT_SECONDS for phase in result.phases)
+    ]
+    lines = _cpu_rows(result, "CPU seconds", processes, "")
+    peaks = " ".join(f"{_number(result.peak_rss_mib.get(name)):>9}" for name in processes)
+    lines.append(f"{'peak RSS MiB':<21} {peaks}")
+    if clients:
+        lines += ["", *_cpu_rows(result, "PostgreSQL for", clients, PG_PREFIX)]
+    return lines
+
+
+def _cpu_rows(result: Result, title: str, names: list[str], prefix: str) -> list[str]:
+    width = max(9, *(len(name) for name in names))
+    lines = [f"{title:<21} " + " ".join(f"{name:>{width}}" for name in names)]
     for phase in result.phases:
-        cells = " ".join(f"{_number(phase.cpu.get(name), 2):>9}" for name in names)
+        seconds = [phase.cpu.get(prefix + name) for name in names]
+        cells = " ".join(f"{_number(value, 2):>{width}}" for value in seconds)
         lines.append(f"{phase.series + ' ' + phase.load:<21} {cells}")
         if phase.load == SATURATION and phase.calls:
             per_call = " ".join(
-                f"{_number(1000 * phase.cpu[n] / phase.calls if n in phase.cpu else None, 2):>9}"
-                for n in names
+                f"{_number(None if value is None else 1000 * value / phase.calls, 2):>{width}}"
+                for value in seconds
             )
             lines.append(f"{'  CPU ms per call':<21} {per_call}")
-    peaks = " ".join(f"{_number(result.peak_rss_mib.get(name)):>9}" for name in names)
-    lines.append(f"{'peak RSS MiB':<21} {peaks}")
     return lines
 
 

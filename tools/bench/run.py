@@ -47,7 +47,7 @@ from tools.bench.report import (
     phase_row,
     summarize,
 )
-from tools.bench.usage import Usage, local_postmaster, spent
+from tools.bench.usage import Usage, local_postmaster, postgres_clients, spent
 from tools.soak.load import SERVICES
 from tools.soak.run import pid
 
@@ -136,10 +136,16 @@ class Bench:
             expected = (rate or SATURATION_HEADROOM * estimate) * seconds
             taken = await cards(math.ceil(expected * CARD_MARGIN) + 2)
             await self.drain()  # of the events of any loops made for it
-            before = self.usage.cpu()
+            if self.usage.postmaster is not None:
+                self.usage.clients = await postgres_clients(self.database_url)
+            before, clients_before = self.usage.cpu(), self.usage.client_cpu()
             run = await self.call(target, taken, seconds=seconds, rate=rate)
             drain_seconds = await self.drain()
-            cpu = {**spent(before, self.usage.cpu()), "k6": run.cpu_seconds}
+            cpu = spent(before, self.usage.cpu())
+            cpu |= self.usage.by_client(
+                clients_before, self.usage.client_cpu(), cpu.get("postgres")
+            )
+            cpu["k6"] = run.cpu_seconds
             load = SATURATION if fraction is None else f"{fraction:.0%}"
             phase = summarize(target.series, load, rate, run, cpu, drain_seconds)
             self.say(phase_row(phase))

@@ -82,18 +82,72 @@ def reaped_children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Usage:
-    """CPU seconds of named processes, read together."""
+# Our connections name themselves kanban-<schema> (pools) and kanban-<schema>-relay.
+CLIENT_PREFIX = "kanban-"
+# Columns of PostgreSQL's time spent for one client: "pg stations-relay".
+PG_PREFIX = "pg "
 
-    def __init__(self, processes: dict[str, int], postmaster: int | None) -> None:
+
+async def postgres_clients(database_url: str) -> dict[int, str]:
+    """Our connections' backends, by pid: what each spends is PostgreSQL's time on
+    that client's behalf (stations, stations-relay, stock, ...)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT pid, application_name FROM pg_stat_activity
+               WHERE starts_with(application_name, $1)""",
+            CLIENT_PREFIX,
+        )
+    finally:
+        await conn.close()
+    return {row["pid"]: row["application_name"].removeprefix(CLIENT_PREFIX) for row in rows}
+
+
+class Usage:
+    """CPU seconds of named processes, read together; with the PostgreSQL server's
+    pid, also the server's, and with its clients' backends, the server's per client."""
+
+    def __init__(
+        self,
+        processes: dict[str, int],
+        postmaster: int | None,
+        clients: dict[int, str] | None = None,
+    ) -> None:
         self.processes = processes
         self.postmaster = postmaster
+        self.clients = clients or {}
 
     def cpu(self) -> dict[str, float]:
         now = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
         if self.postmaster is not None:
             now["postgres"] = postgres_cpu_seconds(self.postmaster)
         return now
+
+    def client_cpu(self) -> dict[int, float]:
+        """CPU seconds of each client backend still there."""
+        now = {}
+        for pid in self.clients:
+            try:
+                now[pid] = cpu_seconds(pid)
+            except OSError:
+                continue  # the connection closed
+        return now
+
+    def by_client(
+        self, before: dict[int, float], after: dict[int, float], postgres: float | None
+    ) -> dict[str, float]:
+        """PostgreSQL's CPU seconds for each client between two readings, over the
+        backends in both, as "pg <client>"; with the server's own seconds spent in
+        `postgres`, the rest as "pg other": background processes, and connections
+        not ours or opened in between."""
+        spent_by: dict[str, float] = {}
+        for pid, seconds in after.items():
+            if pid in before:
+                name = PG_PREFIX + self.clients[pid]
+                spent_by[name] = spent_by.get(name, 0.0) + seconds - before[pid]
+        if postgres is not None and spent_by:
+            spent_by[PG_PREFIX + "other"] = postgres - sum(spent_by.values())
+        return spent_by
 
     def peak_rss_mib(self) -> dict[str, float]:
         return {name: peak_rss_mib(pid) for name, pid in self.processes.items()}
