@@ -16,6 +16,7 @@ from tools.bench.report import (
     add_signals,
     compute_ratios,
     render,
+    scan_path_cpu,
     summarize,
 )
 
@@ -217,3 +218,17 @@ def test_the_table_shows_postgres_time_per_client_after_the_processes():
     assert lines[header + 2].split()[-2:] == ["2.00", "0.50"]
     processes = next(line for line in lines if line.startswith("CPU seconds"))
     assert processes.split()[2:] == ["k6", "stations"]
+
+
+def test_the_scan_path_alone_leaves_the_consumers_and_the_load_out():
+    measured = result()
+    ours, bare = measured.phases[0], measured.phases[2]  # 1000 and 4000 calls
+    ours.cpu |= {"stations": 2.0, "pg stations": 0.8, "pg stations-relay": 0.2, "stock": 9.0}
+    bare.cpu |= {"bare": 3.0, "pg bench-bare": 1.0}
+    path = scan_path_cpu(measured)
+    assert path == pytest.approx({"ours_ms": 3.0, "bare_ms": 1.0, "ratio": 1 / 3})
+    measured.scan_path = path
+    assert "ours 3.00, bare 1.00; bare / ours 0.33x" in render(measured)
+    # Without PostgreSQL's split (a server elsewhere), there is no such figure.
+    del ours.cpu["pg stations"]
+    assert scan_path_cpu(measured) == {}

@@ -82,6 +82,8 @@ class Result:
     ceilings: dict[str, dict[str, Any]]
     peak_rss_mib: dict[str, float]
     ratios: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    # CPU ms per scan at saturation of the scan's own path, ours and the bare one's.
+    scan_path: dict[str, float] = field(default_factory=dict)
 
     def phase(self, series: str, load: str) -> Phase | None:
         return next((p for p in self.phases if p.series == series and p.load == load), None)
@@ -117,6 +119,28 @@ def compute_ratios(result: Result) -> dict[str, dict[str, float | None]]:
                 "p99": ratio(phase.latency["p99_ms"], bare.latency["p99_ms"]),
             }
     return ratios
+
+
+# The processes and PostgreSQL clients that serve a scan, leaving out the consumers
+# of its events (stock, alerts), the watcher and k6.
+OUR_SCAN_PATH = ("stations", PG_PREFIX + "stations", PG_PREFIX + "stations-relay")
+BARE_SCAN_PATH = ("bare", PG_PREFIX + "bench-bare")
+
+
+def scan_path_cpu(result: Result) -> dict[str, float]:
+    """CPU ms per scan at saturation of the scan path alone, ours and the bare
+    prototype's, and bare / ours: the rate ratio on a machine where the consumers and
+    the load generator had cores of their own. Empty without the figures for it."""
+    ours, bare = result.phase("scan", SATURATION), result.phase("bare scan", SATURATION)
+    if not (ours and bare and ours.calls and bare.calls):
+        return {}
+    if not all(n in ours.cpu for n in OUR_SCAN_PATH) or not all(
+        n in bare.cpu for n in BARE_SCAN_PATH
+    ):
+        return {}
+    ours_ms = 1000 * sum(ours.cpu[n] for n in OUR_SCAN_PATH) / ours.calls
+    bare_ms = 1000 * sum(bare.cpu[n] for n in BARE_SCAN_PATH) / bare.calls
+    return {"ours_ms": ours_ms, "bare_ms": bare_ms, "ratio": bare_ms / ours_ms}
 
 
 # The table
@@ -174,6 +198,14 @@ def render(result: Result) -> str:
             f"{name:<22} {_times(figures['rate']):>7} {_times(figures['p50']):>7} "
             f"{_times(figures['p99']):>7}"
         )
+    if path := result.scan_path:
+        lines += [
+            "",
+            "The scan path alone (stations and PostgreSQL for it and its relay; bare and its"
+            " PostgreSQL)",
+            f"CPU ms per scan at saturation: ours {path['ours_ms']:.2f}, bare "
+            f"{path['bare_ms']:.2f}; bare / ours {_times(path['ratio'])}",
+        ]
     lines += ["", *cpu_table(result)]
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ from tools.bench.report import (
     ceiling_row,
     compute_ratios,
     phase_row,
+    scan_path_cpu,
     summarize,
 )
 from tools.bench.usage import Usage, local_postmaster, postgres_clients, spent
@@ -289,6 +290,7 @@ async def bench(
         say(ceiling_row(name, figures))
     result = Result(setup, stack.phases + phases, ceilings, {**stack.peak_rss_mib, **bare_peak})
     result.ratios = compute_ratios(result)
+    result.scan_path = scan_path_cpu(result)
     return result
 
 
