@@ -33,6 +33,11 @@ def start_embedded_postgres(data_dir: Path) -> str:
     return str(server.get_uri())  # type: ignore[attr-defined]
 
 
+# Each connection names itself in pg_stat_activity: kanban-<schema> for a pool,
+# kanban-<schema>-relay for a relay. The benchmark splits PostgreSQL's time by them.
+APPLICATION_PREFIX = "kanban-"
+
+
 class Database:
     """A pool whose every connection works in `schema`. Create it inside the loop."""
 
@@ -47,7 +52,10 @@ class Database:
             url,
             min_size=1,
             max_size=max_size,
-            server_settings={"search_path": schema, "application_name": f"kanban-{schema}"},
+            server_settings={
+                "search_path": schema,
+                "application_name": APPLICATION_PREFIX + schema,
+            },
             reset=_keep_session,
         )
         return cls(pool, schema)

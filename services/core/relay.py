@@ -19,6 +19,7 @@ import structlog
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
 from services.core import client, codec, event_codec, metrics
+from services.core.db import APPLICATION_PREFIX
 from services.core.events import PAYLOAD_TYPES
 from services.core.notify import Notifications
 from services.core.outbox import CHANNEL_PREFIX
@@ -105,7 +106,7 @@ class Relay:
             self._url,
             server_settings={
                 "search_path": self._schema,
-                "application_name": f"kanban-{self._schema}-relay",
+                "application_name": f"{APPLICATION_PREFIX}{self._schema}-relay",
                 # A delivered mark lost with the last moments before a crash of
                 # PostgreSQL only sends those events again, and receivers drop
                 # duplicates: the mark need not wait for the disk.

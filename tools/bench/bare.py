@@ -28,12 +28,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 from kanban.stations.v1 import stations_pb2_grpc
 
+from services.core.db import APPLICATION_PREFIX
 from tools.bench import scan_sql
 
 EMPTY_SERVICE = "kanban.bench.v1.Bench"
 EMPTY_METHOD = "Empty"
 EMPTY_PATH = f"/{EMPTY_SERVICE}/{EMPTY_METHOD}"
 POOL_SIZE = 16
+# How its connections are named, and its column of PostgreSQL's time in the bench.
+CLIENT = "bench-bare"
 STOP_GRACE_SECONDS = 2.0
 
 
@@ -44,7 +47,7 @@ async def open_pool(database_url: str, schema: str, size: int = POOL_SIZE) -> as
         database_url,
         min_size=size,
         max_size=size,
-        server_settings={"search_path": schema, "application_name": "kanban-bench-bare"},
+        server_settings={"search_path": schema, "application_name": APPLICATION_PREFIX + CLIENT},
         reset=_keep_session,
     )
 

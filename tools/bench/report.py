@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.bench.bare import CLIENT as BARE_CLIENT
 from tools.bench.h2load import latency_percentiles
 from tools.bench.k6 import Call, Run
 from tools.bench.usage import PG_PREFIX
@@ -124,7 +125,7 @@ def compute_ratios(result: Result) -> dict[str, dict[str, float | None]]:
 # The processes and PostgreSQL clients that serve a scan, leaving out the consumers
 # of its events (stock, alerts), the watcher and k6.
 OUR_SCAN_PATH = ("stations", PG_PREFIX + "stations", PG_PREFIX + "stations-relay")
-BARE_SCAN_PATH = ("bare", PG_PREFIX + "bench-bare")
+BARE_SCAN_PATH = ("bare", PG_PREFIX + BARE_CLIENT)
 
 
 def scan_path_cpu(result: Result) -> dict[str, float]:
@@ -134,9 +135,7 @@ def scan_path_cpu(result: Result) -> dict[str, float]:
     ours, bare = result.phase("scan", SATURATION), result.phase("bare scan", SATURATION)
     if not (ours and bare and ours.calls and bare.calls):
         return {}
-    if not all(n in ours.cpu for n in OUR_SCAN_PATH) or not all(
-        n in bare.cpu for n in BARE_SCAN_PATH
-    ):
+    if not (set(OUR_SCAN_PATH) <= ours.cpu.keys() and set(BARE_SCAN_PATH) <= bare.cpu.keys()):
         return {}
     ours_ms = 1000 * sum(ours.cpu[n] for n in OUR_SCAN_PATH) / ours.calls
     bare_ms = 1000 * sum(bare.cpu[n] for n in BARE_SCAN_PATH) / bare.calls

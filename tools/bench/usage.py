@@ -6,6 +6,8 @@ from pathlib import Path
 
 import asyncpg
 
+from services.core.db import APPLICATION_PREFIX
+
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,8 +84,6 @@ def reaped_children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-# Our connections name themselves kanban-<schema> (pools) and kanban-<schema>-relay.
-CLIENT_PREFIX = "kanban-"
 # Columns of PostgreSQL's time spent for one client: "pg stations-relay".
 PG_PREFIX = "pg "
 
@@ -96,11 +96,11 @@ async def postgres_clients(database_url: str) -> dict[int, str]:
         rows = await conn.fetch(
             """SELECT pid, application_name FROM pg_stat_activity
                WHERE starts_with(application_name, $1)""",
-            CLIENT_PREFIX,
+            APPLICATION_PREFIX,
         )
     finally:
         await conn.close()
-    return {row["pid"]: row["application_name"].removeprefix(CLIENT_PREFIX) for row in rows}
+    return {row["pid"]: row["application_name"].removeprefix(APPLICATION_PREFIX) for row in rows}
 
 
 class Usage:
