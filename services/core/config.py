@@ -22,6 +22,10 @@ class Settings:
     peers: dict[str, str] = field(default_factory=dict)
     heartbeat_seconds: float = 5.0
     relay_poll_seconds: float = 1.0
+    # Delivered events are kept this long (to look into what was sent), then deleted;
+    # the deletion runs every outbox_prune_seconds.
+    outbox_retention_seconds: float = 7 * 24 * 3600.0
+    outbox_prune_seconds: float = 3600.0
     gauge_refresh_seconds: float = 2.0
     shutdown_grace_seconds: float = 10.0
     log_level: str = "INFO"
@@ -68,6 +72,8 @@ class Settings:
                 if env.get(f"KANBAN_{name.upper()}_ADDR")
             },
             heartbeat_seconds=float(env.get("KANBAN_HEARTBEAT_SECONDS", "5")),
+            outbox_retention_seconds=float(env.get("KANBAN_OUTBOX_RETENTION_SECONDS", "604800")),
+            outbox_prune_seconds=float(env.get("KANBAN_OUTBOX_PRUNE_SECONDS", "3600")),
             shutdown_grace_seconds=float(env.get("KANBAN_SHUTDOWN_GRACE_SECONDS", "10")),
             log_level=env.get("KANBAN_LOG_LEVEL", "INFO"),
             alert_evaluate_seconds=float(env.get("KANBAN_ALERT_EVALUATE_SECONDS", "5")),

@@ -26,6 +26,10 @@ OUTBOX_FAILURES = Counter(
     "Failed attempts to deliver an outbox batch.",
     ("destination",),
 )
+OUTBOX_PRUNED = Counter(
+    "kanban_outbox_events_pruned",
+    "Delivered outbox events deleted once kept for the retention period.",
+)
 INBOX_EVENTS = Counter(
     "kanban_inbox_events",
     "Events received, by whether they were new or duplicates.",

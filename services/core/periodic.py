@@ -9,7 +9,7 @@ import structlog
 log = structlog.get_logger()
 
 
-async def every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+async def every(seconds: float, work: Callable[[], Awaitable[object]]) -> None:
     """Runs `work` every `seconds` until cancelled; a failed round is logged, not fatal."""
     while True:
         try:

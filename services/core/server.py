@@ -4,6 +4,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
 from kanban.events.v1 import events_pb2, events_pb2_grpc
 
-from services.core import auth, logs, metrics, tls
+from services.core import auth, logs, metrics, outbox, tls
 from services.core.access import AccessInterceptor
 from services.core.audit_servicer import AuditServicer
 from services.core.auth import PUBLIC, Permission, Role, allow
@@ -233,6 +234,8 @@ async def start_service(spec: ServiceSpec, settings: Settings) -> RunningService
             credentials=peer_credentials,
         )
         background.append(relay.run())
+        kept_for = timedelta(seconds=settings.outbox_retention_seconds)
+        background.append(every(settings.outbox_prune_seconds, partial(outbox.prune, db, kept_for)))
     tasks = [asyncio.create_task(_logged(c)) for c in background]
     await server.start()
     if health_server is not None:
