@@ -8,11 +8,11 @@ The four services run as processes with authentication on and INFO logs, as in
 production, on DATABASE_URL if set, else an embedded PostgreSQL (pgserver) in a
 temporary directory, deleted afterwards. k6 drives them from a process of its own;
 a third process watches the supplier stations' signals. Service logs are in
-OUT/logs/. The exit status is 1 if any call failed.
+OUT/logs/. The exit status is 1 if any call failed. Ctrl-C or SIGTERM stops the run
+and every process it started.
 """
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import shutil
@@ -23,7 +23,7 @@ from pathlib import Path
 from services.devstack.processes import ROOT
 from tools.bench.report import plot, render
 from tools.bench.run import Options, bench
-from tools.soak.__main__ import database
+from tools.soak.__main__ import database, run_stoppable
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     options = Options(seconds=args.seconds, vus=args.vus)
     with database() as url:
-        result = asyncio.run(bench(options, url, out, lambda line: print(line, flush=True)))
+        result = run_stoppable(bench(options, url, out, lambda line: print(line, flush=True)))
     print(render(result), flush=True)
     figures = {"measured_at": measured_at.isoformat(), **dataclasses.asdict(result)}
     json_path.write_text(json.dumps(figures, indent=2) + "\n")

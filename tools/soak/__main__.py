@@ -7,7 +7,8 @@ memory and latency over the run, and the invariants checked at the end.
 PostgreSQL is DATABASE_URL if set, else an embedded one (pgserver) in a temporary
 directory, deleted afterwards. Service logs are in var/soak/. The exit status is 1
 if an invariant was violated, an operation or stream failed, or a service's memory
-grew grossly (by more than half).
+grew grossly (by more than half). Ctrl-C or SIGTERM stops the run and every process
+it started.
 """
 
 import argparse
@@ -15,11 +16,13 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from services.devstack.processes import ROOT
 from tools.soak.line import Options
@@ -27,6 +30,8 @@ from tools.soak.run import soak
 from tools.soak.verdict import figures, render
 
 SAMPLES_AT_LEAST = 8  # two per quarter: the trends compare quarters
+
+T = TypeVar("T")
 
 
 def parse(argv: list[str] | None) -> tuple[Options, Path | None]:
@@ -82,12 +87,29 @@ def database() -> Iterator[str]:
         server.cleanup()
 
 
+def run_stoppable(work: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, except that SIGTERM stops the run as Ctrl-C does: the processes it
+    started are stopped on the way out, not left running on the machine's cores. Exits
+    with a message then."""
+
+    async def stoppable() -> T:
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
+        return await work
+
+    try:
+        return asyncio.run(stoppable())
+    except asyncio.CancelledError:
+        sys.exit("stopped (SIGTERM): the processes it started are stopped")
+
+
 def main(argv: list[str] | None = None) -> None:
     options, json_path = parse(argv)
     log_dir = ROOT / "var" / "soak"
     log_dir.mkdir(parents=True, exist_ok=True)
     with database() as url:
-        result = asyncio.run(soak(options, url, log_dir, lambda line: print(line, flush=True)))
+        result = run_stoppable(soak(options, url, log_dir, lambda line: print(line, flush=True)))
     print(render(result), flush=True)
     if json_path:
         json_path.write_text(json.dumps(figures(result), indent=2) + "\n")
