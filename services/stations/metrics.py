@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from prometheus_client import Counter, Gauge, Histogram
 
 from services.core.db import Database
-from services.stations import analytics, storage
+from services.stations import storage
+from services.stations.analyst import Analyst, Question
 from services.stations.analytics import HOUR, Distribution, LineAnalysis, Window
 from services.stations.domain import Board, CardState
 
@@ -256,17 +257,18 @@ def _set_quantiles(gauge: Gauge, labels: tuple[str, str], durations: Distributio
             gauge.labels(*labels, percentile).set(value)
 
 
-async def publish_analysis(db: Database, window_seconds: float) -> None:
+async def publish_analysis(db: Database, analyst: Analyst, window_seconds: float) -> None:
     """The analysis gauges over the window ending now, for each site."""
     end = datetime.now(UTC)
     window = Window(end - timedelta(seconds=window_seconds), end)
     async with db.pool.acquire() as conn:
-        for site_id in await storage.site_ids(conn):
-            shapes = await storage.loop_shapes(conn, site_id)
-            trips = await storage.card_trips(conn, site_id, window.start, window.end)
-            safeties = {
-                loop_id: policy.safety
-                for loop_id, policy in (await storage.sizing_policies(conn, site_id)).items()
-                if policy.enabled
-            }
-            publish_line(site_id, analytics.analyze_line(shapes, trips, window, safeties))
+        policies = {
+            site_id: await storage.sizing_policies(conn, site_id)
+            for site_id in await storage.site_ids(conn)
+        }
+    questions = [
+        Question(site_id, window, {loop_id: p.safety for loop_id, p in site.items() if p.enabled})
+        for site_id, site in policies.items()
+    ]
+    for question, analysis in zip(questions, await analyst.analyze(questions), strict=True):
+        publish_line(question.site_id, analysis)

@@ -29,6 +29,7 @@ from services.core.paging import decode_token, encode_token
 from services.core.validation import page_size, require_id
 from services.stations import analytics, commands, storage
 from services.stations import metrics as m
+from services.stations.analyst import Analyst, Question
 from services.stations.analytics import LineAnalysis, Safety, Window
 from services.stations.domain import (
     OVERPRODUCTION_BLOCKED,
@@ -697,6 +698,7 @@ async def _lift_notices(
 
 async def analyze_line(
     db: Database,
+    analyst: Analyst,
     site_id: str,
     start: datetime | None,
     end: datetime | None,
@@ -715,11 +717,9 @@ async def analyze_line(
         raise InvalidArgument("start_time", f"the window is at most {MAX_WINDOW.days} days")
     async with db.pool.acquire() as conn:
         await storage.require_site(conn, site_id)
-        shapes = await storage.loop_shapes(conn, site_id)
-        trips = await storage.card_trips(conn, site_id, start, end)
         policies = await storage.sizing_policies(conn, site_id)
     safeties = {loop_id: p.safety for loop_id, p in policies.items() if p.enabled}
-    analysis = analytics.analyze_line(shapes, trips, Window(start, end), safeties, safety)
+    [analysis] = await analyst.analyze([Question(site_id, Window(start, end), safeties, safety)])
     return LineReport(analysis, policies)
 
 
@@ -746,7 +746,7 @@ async def set_sizing_policy(db: Database, cmd: commands.SetSizingPolicy) -> Sizi
     return await run_once(db, cmd, SizingPolicy, action)
 
 
-async def apply_sizing_policies(db: Database) -> None:
+async def apply_sizing_policies(db: Database, analyst: Analyst) -> None:
     """Each policy that is due looks at its loop and, if the recommendation (within its
     bounds) differs from the loop's cards, resizes it: all in one transaction, so a
     crash leaves the policy due and nothing half done."""
@@ -756,24 +756,25 @@ async def apply_sizing_policies(db: Database) -> None:
         due = await storage.due_sizing_policies(conn, _now())
     for site_id, loop_id in due:
         try:
-            await _apply_sizing_policy(db, site_id, loop_id)
+            await _apply_sizing_policy(db, analyst, site_id, loop_id)
         except KanbanError as error:
             # One loop's refusal must not stop the others, nor the service.
             log.warning("sizing_policy_failed", site_id=site_id, loop_id=loop_id, error=str(error))
 
 
-async def _apply_sizing_policy(db: Database, site_id: str, loop_id: str) -> None:
+async def _apply_sizing_policy(db: Database, analyst: Analyst, site_id: str, loop_id: str) -> None:
     async with db.transaction() as conn:
         now = _now()
         policy = await storage.lock_due_sizing_policy(conn, site_id, loop_id, now)
         if policy is None:
             return
+        # Locked first: the analyst's reads then see the loop's cards as they stay
+        # until this transaction ends.
         loop = await storage.get_loop(conn, site_id, loop_id, lock=True)
-        [shape] = [s for s in await storage.loop_shapes(conn, site_id) if s.loop_id == loop_id]
-        trips = await storage.card_trips(conn, site_id, now - policy.window, now, loop_id)
-        analysis = analytics.analyze_loop(
-            shape, trips, Window(now - policy.window, now), policy.safety
-        )
+        window = Window(now - policy.window, now)
+        question = Question(site_id, window, {loop_id: policy.safety}, loop_id=loop_id)
+        [line] = await analyst.analyze([question])
+        [analysis] = line.loops
         target = policy.target(analysis.sizing, loop.target_card_count)
         resized = target != loop.target_card_count
         if resized:

@@ -17,6 +17,7 @@ from services.core.periodic import every
 from services.core.protobuf import read_timestamp, timestamp
 from services.core.server import Components
 from services.stations import commands, metrics, service, storage
+from services.stations.analyst import Analyst
 from services.stations.analytics import Distribution, LoopAnalysis, Safety
 from services.stations.domain import (
     Board,
@@ -327,9 +328,12 @@ def _line_report(report: service.LineReport) -> pb.AnalyzeLineResponse:
 
 
 class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: ignore[misc]
-    def __init__(self, db: Database, notifications: Notifications, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, notifications: Notifications, analyst: Analyst, settings: Settings
+    ) -> None:
         self._db = db
         self._notifications = notifications
+        self._analyst = analyst
         self._settings = settings
 
     async def CreateSite(
@@ -487,6 +491,7 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
     ) -> pb.AnalyzeLineResponse:
         report = await service.analyze_line(
             self._db,
+            self._analyst,
             request.site_id,
             read_timestamp("start_time", request),
             read_timestamp("end_time", request),
@@ -515,11 +520,12 @@ class StationsServicer(stations_pb2_grpc.StationsServiceServicer):  # type: igno
 
 def assemble(db: Database, settings: Settings) -> Components:
     notifications = Notifications(settings.database_url, storage.SIGNALS_CHANNEL)
+    analyst = Analyst(settings.database_url, db.schema)
     return Components(
         servicers=[
             (
                 stations_pb2_grpc.add_StationsServiceServicer_to_server,
-                StationsServicer(db, notifications, settings),
+                StationsServicer(db, notifications, analyst, settings),
             ),
         ],
         service_names=[
@@ -529,9 +535,11 @@ def assemble(db: Database, settings: Settings) -> Components:
             notifications.run(),
             every(
                 settings.analysis_refresh_seconds,
-                partial(metrics.publish_analysis, db, settings.analysis_window_seconds),
+                partial(metrics.publish_analysis, db, analyst, settings.analysis_window_seconds),
             ),
-            every(settings.sizing_check_seconds, partial(service.apply_sizing_policies, db)),
+            every(
+                settings.sizing_check_seconds, partial(service.apply_sizing_policies, db, analyst)
+            ),
         ],
         on_stop=[notifications.close],
     )

@@ -1,15 +1,22 @@
 """AnalyzeLine and sizing policies on the running services, against figures worked by hand."""
 
 import asyncio
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import asyncpg
 import grpc
+import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from kanban.audit.v1 import audit_pb2, audit_pb2_grpc
 from kanban.stations.v1 import stations_pb2 as pb
 
 from services.stations import metrics
+from services.stations.analyst import Analyst, Question
+from services.stations.analytics import Window
 from tests.conftest import eventually, new_id, refused
 
 HOUR = timedelta(hours=1)
@@ -262,3 +269,104 @@ async def test_a_policy_resizing_under_racing_scans_keeps_the_cap_and_one_signal
     assert len(set(retired)) == len(retired), "a card retired twice"
     assert len(in_loop) + len(retired) == 8
     assert len(signals) == len(with_signal)
+
+
+@contextlib.asynccontextmanager
+async def many_trips(stack, line, trips: int, start: datetime) -> AsyncIterator[None]:
+    """Loop P's card P-001 made `trips` trips, one every half second from `start`."""
+    pool = stack.stations_service.db.pool
+    await pool.execute(
+        """INSERT INTO signals (site_id, station_id, sequence, loop_id, card_code, item_id,
+                                quantity, state, raised_at, started_at, completed_at)
+           SELECT $1, 'STAMP', 1000000 + n, 'P', 'P-001', 'PART', 500, 'COMPLETED',
+                  $2::timestamptz + n * interval '0.5 s',
+                  $2::timestamptz + n * interval '0.5 s' + interval '10 s',
+                  $2::timestamptz + n * interval '0.5 s' + interval '20 s'
+           FROM generate_series(1, $3) AS n""",
+        line.site_id,
+        start,
+        trips,
+    )
+    try:
+        yield
+    finally:
+        await pool.execute(
+            "DELETE FROM signals WHERE site_id = $1 AND sequence > 1000000", line.site_id
+        )
+
+
+def analyses_of(schema: str) -> list[int]:
+    """The analysis processes this machine runs now for the service of `schema`."""
+    running = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"services.stations.analyst" in command and schema.encode() in command:
+            running.append(int(entry.name))
+    return running
+
+
+# A month ago: outside the window of the analysis gauges, which run meanwhile.
+LAST_MONTH = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+async def test_the_service_answers_at_once_while_a_long_analysis_runs(stack, line, report):
+    """An analysis over many trips is seconds of CPU. It runs in a process of its own,
+    so the service's other calls are answered meanwhile, not after it."""
+    trips = 150_000
+    async with many_trips(stack, line, trips, LAST_MONTH):
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        analysis = asyncio.create_task(
+            analyze(stack, line, LAST_MONTH, LAST_MONTH + timedelta(days=1))
+        )
+        # The longest wait for an answer while the analysis runs.
+        longest = 0.0
+        while not analysis.done():
+            asked = loop.time()
+            await stack.stations.GetCard(pb.GetCardRequest(site_id=line.site_id, card_code="P-002"))
+            longest = max(longest, loop.time() - asked)
+        result = await analysis
+        analysed = loop.time() - began
+
+    report(
+        f"{trips} trips analysed in {analysed * 1000:.0f} ms; meanwhile the longest wait "
+        f"for a GetCard was {longest * 1000:.1f} ms"
+    )
+    assert longest < analysed / 4, (longest, analysed)
+    [p_loop] = [found for found in result.loops if found.loop_id == "P"]
+    assert p_loop.completed_cards == trips
+
+
+async def test_an_analysis_whose_caller_stops_waiting_is_stopped(stack, line, database_url):
+    """Its process is killed before the call returns: a planner's abandoned request for
+    a year of trips does not keep a core busy."""
+    # A schema of its own to tell its process from the analysis gauges' ones; the
+    # analysis reads only the loops and the signals.
+    schema = new_id("analysis").replace("-", "_")
+    conn = await asyncpg.connect(database_url)
+    await conn.execute(
+        f"""CREATE SCHEMA {schema};
+            CREATE VIEW {schema}.loops AS SELECT * FROM stations.loops;
+            CREATE VIEW {schema}.signals AS SELECT * FROM stations.signals"""
+    )
+    try:
+        async with many_trips(stack, line, 150_000, LAST_MONTH):
+            window = Window(LAST_MONTH, LAST_MONTH + timedelta(days=1))
+            asking = asyncio.create_task(
+                Analyst(database_url, schema).analyze([Question(line.site_id, window, {})])
+            )
+
+            async def started() -> bool:
+                return bool(analyses_of(schema))
+
+            assert await eventually(started)
+            asking.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            assert analyses_of(schema) == []
+    finally:
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()

@@ -47,6 +47,29 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def service_cpu_seconds(pid: int) -> float:
+    """A service's process and its worker processes (stations' analyst), those that
+    exited included."""
+    total = cpu_seconds(pid, with_reaped_children=True)
+    for child in children(pid):
+        try:
+            total += cpu_seconds(child, with_reaped_children=True)
+        except OSError:
+            continue  # exited while we looked: counted with its parent once reaped
+    return total
+
+
+def service_peak_rss_mib(pid: int) -> float:
+    """The process's peak and each worker's, added: what they could hold together."""
+    total = peak_rss_mib(pid)
+    for child in children(pid):
+        try:
+            total += peak_rss_mib(child)
+        except OSError:
+            continue
+    return total
+
+
 def postgres_cpu_seconds(postmaster: int) -> float:
     """The whole server: the postmaster, its processes now (one per connection, and
     the background ones), and those that exited."""
@@ -118,7 +141,7 @@ class Usage:
         self.clients = clients or {}
 
     def cpu(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self.processes.items()}
+        now = {name: service_cpu_seconds(pid) for name, pid in self.processes.items()}
         if self.postmaster is not None:
             now["postgres"] = postgres_cpu_seconds(self.postmaster)
         return now
@@ -150,7 +173,7 @@ class Usage:
         return spent_by
 
     def peak_rss_mib(self) -> dict[str, float]:
-        return {name: peak_rss_mib(pid) for name, pid in self.processes.items()}
+        return {name: service_peak_rss_mib(pid) for name, pid in self.processes.items()}
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
