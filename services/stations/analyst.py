@@ -11,6 +11,7 @@ station) cross between the processes, pickled, both ends being this code.
 
 import asyncio
 import pickle
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,25 +58,28 @@ class Analyst:
         # The URL on standard input, not the command line: it may hold a password.
         batch = (self._database_url, list(questions))
         async with self._one_at_a_time:
-            worker = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
-                self._schema,
+            # subprocess's Popen, not asyncio's (uvloop's): it starts the process with
+            # vfork, where a fork would have gRPC log a warning amid the JSON logs.
+            worker = await asyncio.to_thread(
+                subprocess.Popen,
+                [sys.executable, "-m", __name__, self._schema],
                 cwd=PROJECT_ROOT,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
             )
             try:
-                answers, _ = await worker.communicate(pickle.dumps(batch))
+                answers, _ = await asyncio.to_thread(worker.communicate, pickle.dumps(batch))
             finally:
-                if worker.returncode is None:  # the caller stopped waiting
+                if worker.poll() is None:  # the caller stopped waiting
                     worker.kill()
-                    await worker.wait()
+                    await asyncio.to_thread(worker.wait)
         if worker.returncode != 0:
-            # Its traceback went to the service's standard error, with the logs.
-            raise RuntimeError(f"the analysis process failed (exit status {worker.returncode})")
-        found: list[LineAnalysis] = pickle.loads(answers)
+            # Killed, say for memory: a failure of this round, as a database outage
+            # would be, and the next round starts a new process.
+            raise ChildProcessError(f"the analysis process ended with status {worker.returncode}")
+        found: list[LineAnalysis] | Exception = pickle.loads(answers)
+        if isinstance(found, Exception):
+            raise found
         return found
 
 
@@ -114,4 +118,11 @@ async def _answer(conn: asyncpg.Connection, question: Question) -> LineAnalysis:
 
 if __name__ == "__main__":
     database_url, questions = pickle.load(sys.stdin.buffer)
-    pickle.dump(answer_all(database_url, sys.argv[1], questions), sys.stdout.buffer)
+    outcome: list[LineAnalysis] | Exception
+    try:
+        outcome = answer_all(database_url, sys.argv[1], questions)
+    except Exception as error:
+        # Raised again by the service, as if it had read the trips itself: a database
+        # that is away answers UNAVAILABLE, and a failed round of the gauges is retried.
+        outcome = error
+    pickle.dump(outcome, sys.stdout.buffer)

@@ -2,7 +2,9 @@
 
 import asyncio
 import contextlib
+import os
 import random
+import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -340,11 +342,10 @@ async def test_the_service_answers_at_once_while_a_long_analysis_runs(stack, lin
     assert p_loop.completed_cards == trips
 
 
-async def test_an_analysis_whose_caller_stops_waiting_is_stopped(stack, line, database_url):
-    """Its process is killed before the call returns: a planner's abandoned request for
-    a year of trips does not keep a core busy."""
-    # A schema of its own to tell its process from the analysis gauges' ones; the
-    # analysis reads only the loops and the signals.
+@contextlib.asynccontextmanager
+async def schema_of_views(database_url: str) -> AsyncIterator[str]:
+    """A schema of its own over stations' loops and signals (all an analysis reads),
+    to tell its analysis processes from those of the analysis gauges."""
     schema = new_id("analysis").replace("-", "_")
     conn = await asyncpg.connect(database_url)
     await conn.execute(
@@ -353,20 +354,63 @@ async def test_an_analysis_whose_caller_stops_waiting_is_stopped(stack, line, da
             CREATE VIEW {schema}.signals AS SELECT * FROM stations.signals"""
     )
     try:
-        async with many_trips(stack, line, 150_000, LAST_MONTH):
-            window = Window(LAST_MONTH, LAST_MONTH + timedelta(days=1))
-            asking = asyncio.create_task(
-                Analyst(database_url, schema).analyze([Question(line.site_id, window, {})])
-            )
-
-            async def started() -> bool:
-                return bool(analyses_of(schema))
-
-            assert await eventually(started)
-            asking.cancel()
-            with pytest.raises(asyncio.CancelledError):
-                await asking
-            assert analyses_of(schema) == []
+        yield schema
     finally:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
         await conn.close()
+
+
+async def test_an_analysis_whose_caller_stops_waiting_is_stopped(stack, line, database_url):
+    """Its process is killed before the call returns: a planner's abandoned request for
+    a year of trips does not keep a core busy."""
+    async with (
+        schema_of_views(database_url) as schema,
+        many_trips(stack, line, 150_000, LAST_MONTH),
+    ):
+        window = Window(LAST_MONTH, LAST_MONTH + timedelta(days=1))
+        asking = asyncio.create_task(
+            Analyst(database_url, schema).analyze([Question(line.site_id, window, {})])
+        )
+
+        async def started() -> bool:
+            return bool(analyses_of(schema))
+
+        assert await eventually(started)
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        assert analyses_of(schema) == []
+
+
+async def test_an_analysis_process_killed_midway_fails_that_analysis_only(
+    stack, line, database_url
+):
+    async with (
+        schema_of_views(database_url) as schema,
+        many_trips(stack, line, 150_000, LAST_MONTH),
+    ):
+        analyst = Analyst(database_url, schema)
+        window = Window(LAST_MONTH, LAST_MONTH + timedelta(days=1))
+        asking = asyncio.create_task(analyst.analyze([Question(line.site_id, window, {})]))
+
+        async def started() -> list[int]:
+            return analyses_of(schema)
+
+        [worker] = await eventually(started)
+        os.kill(worker, signal.SIGKILL)  # as the kernel does a process out of memory
+        with pytest.raises(ChildProcessError):
+            await asking
+
+        # The next analysis gets a process of its own.
+        [again] = await analyst.analyze([Question(line.site_id, window, {})])
+        [p_loop] = [found for found in again.loops if found.loop_id == "P"]
+        assert p_loop.completed_cards == 150_000
+
+
+async def test_an_analysis_raises_what_its_reading_raised(line):
+    """A database that is away is the caller's to handle as always (UNAVAILABLE for a
+    call, a round to retry for the gauges), not a crash of the analysis."""
+    nowhere = Analyst("postgresql://postgres@localhost:1/nowhere", "stations")
+    window = Window(LAST_MONTH, LAST_MONTH + timedelta(days=1))
+    with pytest.raises(ConnectionRefusedError):
+        await nowhere.analyze([Question(line.site_id, window, {})])
