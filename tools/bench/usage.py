@@ -60,7 +60,8 @@ def service_cpu_seconds(pid: int) -> float:
 
 
 def service_peak_rss_mib(pid: int) -> float:
-    """The process's peak and each worker's, added: what they could hold together."""
+    """The process's peak and that of each worker alive now, added: what they could
+    hold together. A worker that came and went (stations' analyst) is not in it."""
     total = peak_rss_mib(pid)
     for child in children(pid):
         try:
