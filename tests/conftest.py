@@ -160,6 +160,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def new_schema(prefix: str) -> str:
+    """A fresh schema name: an id that SQL takes unquoted."""
+    return new_id(prefix).replace("-", "_")
+
+
 class Line:
     """A fresh site with a line of three stations: stamping -> welding -> assembly.
 

@@ -83,11 +83,7 @@ class Analyst:
         return found
 
 
-def answer_all(database_url: str, schema: str, questions: list[Question]) -> list[LineAnalysis]:
-    return asyncio.run(_answer_all(database_url, schema, questions))
-
-
-async def _answer_all(
+async def answer_all(
     database_url: str, schema: str, questions: list[Question]
 ) -> list[LineAnalysis]:
     conn = await asyncpg.connect(
@@ -120,7 +116,7 @@ if __name__ == "__main__":
     database_url, questions = pickle.load(sys.stdin.buffer)
     outcome: list[LineAnalysis] | Exception
     try:
-        outcome = answer_all(database_url, sys.argv[1], questions)
+        outcome = asyncio.run(answer_all(database_url, sys.argv[1], questions))
     except Exception as error:
         # Raised again by the service, as if it had read the trips itself: a database
         # that is away answers UNAVAILABLE, and a failed round of the gauges is retried.

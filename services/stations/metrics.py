@@ -9,6 +9,7 @@ from services.stations import storage
 from services.stations.analyst import Analyst, Question
 from services.stations.analytics import HOUR, Distribution, LineAnalysis, Window
 from services.stations.domain import Board, CardState
+from services.stations.sizing import enabled_safeties
 
 _WAIT_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800)
 
@@ -266,9 +267,6 @@ async def publish_analysis(db: Database, analyst: Analyst, window_seconds: float
             site_id: await storage.sizing_policies(conn, site_id)
             for site_id in await storage.site_ids(conn)
         }
-    questions = [
-        Question(site_id, window, {loop_id: p.safety for loop_id, p in site.items() if p.enabled})
-        for site_id, site in policies.items()
-    ]
+    questions = [Question(site, window, enabled_safeties(p)) for site, p in policies.items()]
     for question, analysis in zip(questions, await analyst.analyze(questions), strict=True):
         publish_line(question.site_id, analysis)

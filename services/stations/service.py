@@ -56,7 +56,7 @@ from services.stations.domain import (
     no_open_signal,
     plan_reduction,
 )
-from services.stations.sizing import SizingPolicy
+from services.stations.sizing import SizingPolicy, enabled_safeties
 
 log = structlog.get_logger()
 R = TypeVar("R")
@@ -718,8 +718,8 @@ async def analyze_line(
     async with db.pool.acquire() as conn:
         await storage.require_site(conn, site_id)
         policies = await storage.sizing_policies(conn, site_id)
-    safeties = {loop_id: p.safety for loop_id, p in policies.items() if p.enabled}
-    [analysis] = await analyst.analyze([Question(site_id, Window(start, end), safeties, safety)])
+    question = Question(site_id, Window(start, end), enabled_safeties(policies), safety)
+    [analysis] = await analyst.analyze([question])
     return LineReport(analysis, policies)
 
 

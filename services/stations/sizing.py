@@ -1,5 +1,6 @@
 """A loop's automatic sizing policy: the planner's bounds and pace, with no I/O."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -31,3 +32,8 @@ class SizingPolicy:
 
     def checked(self, now: datetime, resized: bool) -> "SizingPolicy":
         return replace(self, checked_at=now, resized_at=now if resized else self.resized_at)
+
+
+def enabled_safeties(policies: Mapping[str, SizingPolicy]) -> dict[str, Safety]:
+    """By loop, the safety of each enabled policy: what the loop is sized with."""
+    return {loop_id: policy.safety for loop_id, policy in policies.items() if policy.enabled}

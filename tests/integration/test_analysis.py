@@ -19,7 +19,7 @@ from kanban.stations.v1 import stations_pb2 as pb
 from services.stations import metrics
 from services.stations.analyst import Analyst, Question
 from services.stations.analytics import Window
-from tests.conftest import eventually, new_id, refused
+from tests.conftest import eventually, new_id, new_schema, refused
 
 HOUR = timedelta(hours=1)
 
@@ -346,7 +346,7 @@ async def test_the_service_answers_at_once_while_a_long_analysis_runs(stack, lin
 async def schema_of_views(database_url: str) -> AsyncIterator[str]:
     """A schema of its own over stations' loops and signals (all an analysis reads),
     to tell its analysis processes from those of the analysis gauges."""
-    schema = new_id("analysis").replace("-", "_")
+    schema = new_schema("analysis")
     conn = await asyncpg.connect(database_url)
     await conn.execute(
         f"""CREATE SCHEMA {schema};

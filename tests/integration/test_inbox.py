@@ -11,12 +11,12 @@ from services.core.events import CardEmptied
 from services.core.inbox import ReceivedEvent, apply_once
 from services.core.migrations import migrate
 from services.stock.app import SPEC as STOCK
-from tests.conftest import new_id
+from tests.conftest import new_schema
 
 
 @pytest.fixture
 async def db(database_url):
-    schema = f"inbox_{new_id('t').replace('-', '_')}"
+    schema = new_schema("inbox")
     conn = await asyncpg.connect(database_url)
     await migrate(conn, schema, STOCK.directory)
     database = await Database.connect(database_url, schema)

@@ -13,18 +13,14 @@ from services.core.events import CardEmptied
 from services.core.migrations import migrate
 from services.core.server import Components, ServiceSpec, start_service
 from services.stock.app import SPEC as STOCK
-from tests.conftest import eventually, fast_settings, new_id
+from tests.conftest import eventually, fast_settings, new_schema
 
 WEEK = timedelta(days=7)
 
 
-def unique_schema() -> str:
-    return new_id("outbox").replace("-", "_")
-
-
 @pytest.fixture
 async def db(database_url):
-    schema = unique_schema()
+    schema = new_schema("outbox")
     conn = await asyncpg.connect(database_url)
     await migrate(conn, schema, STOCK.directory)
     database = await Database.connect(database_url, schema)
@@ -97,7 +93,10 @@ async def test_a_service_with_destinations_prunes_its_outbox_on_its_own(database
         return Components(servicers=[], service_names=[])
 
     spec = ServiceSpec(
-        name=unique_schema(), directory=STOCK.directory, assemble=assemble, destinations=("alerts",)
+        name=new_schema("outbox"),
+        directory=STOCK.directory,
+        assemble=assemble,
+        destinations=("alerts",),
     )
     settings = fast_settings(
         database_url,

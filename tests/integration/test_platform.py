@@ -19,7 +19,7 @@ from services.core.migrations import migrate
 from services.core.server import Components, ServiceSpec, start_service
 from services.stations.app import SPEC as STATIONS
 from services.stock.app import SPEC as STOCK
-from tests.conftest import Line, eventually, fast_settings, new_id
+from tests.conftest import Line, eventually, fast_settings, new_schema
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -51,7 +51,7 @@ async def test_reflection_lists_the_services(stack):
 
 @pytest.mark.parametrize("spec", [STATIONS, STOCK], ids=["stations", "stock"])
 async def test_migrations_apply_in_order_once(database_url, spec):
-    schema = f"migrate_{new_id('t').replace('-', '_')}"
+    schema = new_schema("migrate")
     conn = await asyncpg.connect(database_url)
     try:
         first = await migrate(conn, schema, spec.directory)

@@ -2,6 +2,7 @@
 
 import os
 import resource
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -47,40 +48,27 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def service_cpu_seconds(pid: int) -> float:
-    """A service's process and its worker processes (stations' analyst), those that
-    exited included."""
-    total = cpu_seconds(pid, with_reaped_children=True)
+def _with_children(pid: int, measure: Callable[[int], float]) -> float:
+    """`measure` of the process plus that of each of its children alive now."""
+    total = measure(pid)
     for child in children(pid):
         try:
-            total += cpu_seconds(child, with_reaped_children=True)
+            total += measure(child)
         except OSError:
             continue  # exited while we looked: counted with its parent once reaped
     return total
 
 
-def service_peak_rss_mib(pid: int) -> float:
-    """The process's peak and that of each worker alive now, added: what they could
+def tree_cpu_seconds(pid: int) -> float:
+    """The process and its children, those that exited included: a service and its
+    workers (stations' analyst), or PostgreSQL's server and its backends."""
+    return _with_children(pid, lambda p: cpu_seconds(p, with_reaped_children=True))
+
+
+def tree_peak_rss_mib(pid: int) -> float:
+    """The process's peak and that of each child alive now, added: what they could
     hold together. A worker that came and went (stations' analyst) is not in it."""
-    total = peak_rss_mib(pid)
-    for child in children(pid):
-        try:
-            total += peak_rss_mib(child)
-        except OSError:
-            continue
-    return total
-
-
-def postgres_cpu_seconds(postmaster: int) -> float:
-    """The whole server: the postmaster, its processes now (one per connection, and
-    the background ones), and those that exited."""
-    total = cpu_seconds(postmaster, with_reaped_children=True)
-    for child in children(postmaster):
-        try:
-            total += cpu_seconds(child)
-        except OSError:
-            continue
-    return total
+    return _with_children(pid, peak_rss_mib)
 
 
 async def local_postmaster(database_url: str) -> int | None:
@@ -142,9 +130,9 @@ class Usage:
         self.clients = clients or {}
 
     def cpu(self) -> dict[str, float]:
-        now = {name: service_cpu_seconds(pid) for name, pid in self.processes.items()}
+        now = {name: tree_cpu_seconds(pid) for name, pid in self.processes.items()}
         if self.postmaster is not None:
-            now["postgres"] = postgres_cpu_seconds(self.postmaster)
+            now["postgres"] = tree_cpu_seconds(self.postmaster)
         return now
 
     def client_cpu(self) -> dict[int, float]:
@@ -174,7 +162,7 @@ class Usage:
         return spent_by
 
     def peak_rss_mib(self) -> dict[str, float]:
-        return {name: service_peak_rss_mib(pid) for name, pid in self.processes.items()}
+        return {name: tree_peak_rss_mib(pid) for name, pid in self.processes.items()}
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
