@@ -700,6 +700,9 @@ class LineMachine(RuleBasedStateMachine):
         replies = await asyncio.gather(*calls)
         resized = replies.pop() if resize else None
         waiting_before = {c.code for loop_id in model.loops for c in model.waiting(loop_id)}
+        owed = {loop_id: max(0, model.to_retire(loop_id)) for loop_id in model.loops}
+        # Per loop, for each of its scans that went through: did the card retire?
+        retired_by_scan: dict[str, list[bool]] = {loop_id: [] for loop_id in model.loops}
         for (code, rpc, _, wanted), reply in zip(moves, replies, strict=True):
             got = outcome(reply)
             in_resized_loop = resize is not None and model.cards[code].loop_id == resize[0]
@@ -712,13 +715,16 @@ class LineMachine(RuleBasedStateMachine):
                 continue
             if rpc == "ScanCard":
                 if not in_resized_loop:
-                    retires = model.to_retire(model.cards[code].loop_id) > 0
-                    assert reply.HasField("signal") != retires, f"{code} retired: {not retires}"
+                    retired_by_scan[model.cards[code].loop_id].append(not reply.HasField("signal"))
                 model.scanned(reply)
             elif rpc == "StartSignal":
                 model.started(reply)
             else:
                 model.completed(reply)
+        # Which of a loop's scans retires its card follows the order the server took
+        # them in, not this list's: as many retire as the loop owed, one per scan at most.
+        for loop_id, retired in retired_by_scan.items():
+            assert sum(retired) == min(owed[loop_id], len(retired)), (loop_id, owed, retired)
         if resized is not None and resize is not None:
             started = {c for c, rpc, _, _ in moves if rpc == "StartSignal"} & {
                 r.card.card_code for r in replies if outcome(r) == OK
